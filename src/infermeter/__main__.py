@@ -1,0 +1,5 @@
+"""``python -m infermeter`` is the ``infermeter`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Rendering and export of results: console tables, JSON/CSV."""

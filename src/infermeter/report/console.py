@@ -1,0 +1,185 @@
+"""Terminal rendering with rich. Reads :class:`Result` objects, computes nothing.
+
+Seconds in the object, milliseconds on screen (4 significant digits), every
+percentile with its confidence interval, every statistic with its sample count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from ..result import Estimate, Result
+
+__all__ = ["ms", "estimate", "render_results", "render_runs", "render_comparison", "render_zoo", "render_env", "size"]
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds * 1e3:.4g} ms"
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _bound(x: float | None, fmt: Any) -> str:
+    return "n/a" if x is None else fmt(x)
+
+
+def estimate(e: Estimate | None, fmt: Any = ms, ci: bool = True) -> str:
+    """``value [low, high]``; a bound the sample is too small to give shows as n/a."""
+    if e is None:
+        return "–"
+    text = fmt(e.value)
+    if ci:
+        strip = (lambda x: fmt(x).removesuffix(" ms")) if fmt is ms else fmt
+        text += f" [{_bound(e.ci_low, strip)}, {_bound(e.ci_high, strip)}]"
+    return text
+
+
+def _count(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+def render_results(results: Sequence[Result], console: Console) -> None:
+    """One table per invocation: metrics down, batch sizes across."""
+    if not results:
+        console.print("no results")
+        return
+    first = results[0]
+    m = first.model
+    bits = [m.backend, m.device]
+    if m.dtype:
+        bits.append(m.dtype)
+    if m.params is not None:
+        bits.append(f"{m.params:,} params")
+    if m.file_size_bytes is not None:
+        bits.append(f"file {size(m.file_size_bytes)}")
+    console.print(f"[bold]{m.spec}[/bold] ({', '.join(bits)})  inputs: {'; '.join(m.inputs)}")
+    console.print(
+        f"model load {ms(first.phases.load_s)} (peak RSS {size(first.memory.load_peak_rss_bytes)})  "
+        f"scenario {first.scenario}  clock {first.timer.clock}  timer overhead "
+        f"{'–' if first.timer.overhead_s is None else f'{first.timer.overhead_s * 1e9:.0f} ns'}/call"
+    )
+    conf = next((r.latency.confidence for r in results if r.latency), 0.95)
+    table = Table(title=f"latency per batch ({conf:.0%} CI in brackets; percentiles nearest-rank)", title_justify="left")
+    table.add_column("metric", style="bold")
+    for r in results:
+        table.add_column(f"batch {r.batch_size}", justify="right")
+
+    def row(label: str, fn: Any) -> None:
+        table.add_row(label, *[fn(r) for r in results])
+
+    def lat(attr: str) -> Any:
+        return lambda r: estimate(getattr(r.latency, attr)) if r.latency else "–"
+
+    row("status", lambda r: r.status if r.status == "ok" else f"[red]{r.status}[/red]")
+    row("first inference (cold)", lambda r: ms(r.phases.first_inference_s))
+    row("warm-up", lambda r: f"{r.phases.warmup_iters} iters, {r.phases.warmup_s:.2f} s")
+    row("mean ± std", lambda r: f"{ms(r.latency.mean.value)} ± {ms(r.latency.std)}" if r.latency else "–")
+    row("mean CI", lambda r: estimate(r.latency.mean).split(" ", 2)[-1] if r.latency else "–")
+    row("min", lambda r: ms(r.latency.min) if r.latency else "–")
+    row("p50", lat("p50"))
+    row("p90", lat("p90"))
+    row("p95", lat("p95"))
+    row("p99", lat("p99"))
+    row("p99.9", lat("p999"))
+    row("max", lambda r: ms(r.latency.max) if r.latency else "–")
+    row("throughput (samples/s)", lambda r: estimate(r.throughput.samples_per_s, _count) if r.throughput else "–")
+    row("peak RSS (inference)", lambda r: size(r.memory.inference_peak_rss_bytes))
+    if any(r.memory.device_peak_bytes is not None for r in results):
+        row("peak device memory", lambda r: size(r.memory.device_peak_bytes))
+    row(
+        "samples",
+        lambda r: (
+            f"{r.latency.count:,}" + (f" blocks of {r.latency.block_size}" if r.latency.per == "block" else "")
+            if r.latency
+            else "0"
+        ),
+    )
+    row("stopped by", lambda r: r.stop_reason or "–")
+    console.print(table)
+    acc = first.memory.rss_accounting
+    if acc:
+        console.print(f"[dim]peak RSS: {acc}" + (f"; device: {first.memory.device_accounting}" if first.memory.device_accounting else "") + "[/dim]")
+    for r in results:
+        for w in r.warnings:
+            console.print(f"[yellow]warning[/yellow] batch {r.batch_size}: {w}")
+        if r.error:
+            console.print(f"[red]error[/red] batch {r.batch_size}: {r.error}")
+    ids = ", ".join(f"{r.batch_size}→{r.id}" for r in results)
+    console.print(f"[dim]saved runs (batch→id): {ids}[/dim]" if results[0].id else "")
+
+
+def render_runs(rows: Sequence[Any], console: Console) -> None:
+    table = Table(title="runs (newest first)", title_justify="left")
+    for col in ("id", "created", "status", "spec", "backend", "device", "batch", "p50", "p99", "stopped by"):
+        table.add_column(col, justify="right" if col in ("batch", "p50", "p99") else "left", no_wrap=col in ("id", "created"))
+    for s in rows:
+        created = getattr(s, "created", "")
+        created = created.isoformat(timespec="seconds") if hasattr(created, "isoformat") else str(created)[:19]
+        table.add_row(
+            s.id, created, s.status, s.spec, s.backend, s.device, str(s.batch_size),
+            ms(s.p50_s), ms(s.p99_s), s.stop_reason or "–",
+        )
+    console.print(table)
+
+
+def render_comparison(a: Result, b: Result, cmp: Any, console: Console) -> None:
+    table = Table(title=f"{b.id} vs baseline {a.id}", title_justify="left")
+    for col in ("", "baseline", "candidate", "ratio (candidate/baseline) [95% CI]"):
+        table.add_column(col, justify="right")
+    la, lb = a.latency, b.latency
+    table.add_row("spec", a.model.spec, b.model.spec, "")
+    table.add_row("batch", str(a.batch_size), str(b.batch_size), "")
+    table.add_row("samples", f"{la.count:,}" if la else "0", f"{lb.count:,}" if lb else "0", "")
+    table.add_row("p50", estimate(la.p50) if la else "–", estimate(lb.p50) if lb else "–",
+                  estimate(cmp.ratio_p50, lambda x: f"{x:.4f}"))
+    table.add_row("p99", estimate(la.p99) if la else "–", estimate(lb.p99) if lb else "–",
+                  estimate(cmp.ratio_p99, lambda x: f"{x:.4f}"))
+    console.print(table)
+    console.print(f"Mann-Whitney U p = {cmp.p_value:.3g}; {cmp.verdict}")
+    if getattr(cmp, "method", ""):
+        console.print(f"[dim]{cmp.method}[/dim]")
+
+
+def render_zoo(entries: Sequence[Any], console: Console) -> None:
+    table = Table(title="built-in models (zoo:NAME; random weights, built in code)", title_justify="left")
+    for col in ("name", "params", "inputs", "default dims", "description"):
+        table.add_column(col, justify="right" if col == "params" else "left")
+    for e in entries:
+        dims = ", ".join(f"{k}={v}" for k, v in (e.dims or {}).items()) or "–"
+        table.add_row(f"zoo:{e.name}", f"{e.params:,}", "; ".join(s.text() for s in e.inputs), dims, e.description)
+    console.print(table)
+
+
+def render_env(env: Any, console: Console) -> None:
+    table = Table(title="environment", title_justify="left", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    data = env.model_dump()
+    for key, value in data.items():
+        if key == "noise":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "–"
+        elif isinstance(value, list):
+            value = "; ".join(", ".join(f"{k}={v}" for k, v in g.items()) if isinstance(g, dict) else str(g) for g in value) or "–"
+        elif key == "memory_total_bytes":
+            value = size(value)
+        table.add_row(key, "–" if value in (None, "") else str(value))
+    console.print(table)
+    if env.noise:
+        for w in env.noise:
+            console.print(f"[yellow]warning[/yellow] {w}")
+    else:
+        console.print("no noise warnings apply right now")
