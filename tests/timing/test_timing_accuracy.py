@@ -42,9 +42,15 @@ def test_mixture_true_percentiles_inside_reported_cis() -> None:
     out = run_loop(lambda i: spin_ns(durations[i]), config=cfg)
     assert out.stop_reason == "max-iters" and out.n_samples == 1000
     lo50, hi50 = stats.percentile_ci(out.samples_s, 50)
-    lo99, hi99 = stats.percentile_ci(out.samples_s, 99)
     assert lo50 is not None and hi50 is not None and lo50 <= true_p50 <= hi50, (lo50, true_p50, hi50)
-    assert lo99 is not None and hi99 is not None and lo99 <= true_p99 <= hi99, (lo99, true_p99, hi99)
+    # No call can last over 1.1 ms; a sample over 1.25 ms was interrupted (preempted). These draws
+    # keep the true p99 inside its CI with up to 10 such samples (1%); beyond that the machine, not
+    # the harness, decides the tail, and the ground truth no longer holds: say so, do not fail.
+    interrupted = int(np.count_nonzero(out.samples_s > 1.25e-3))
+    if interrupted > 10:
+        pytest.skip(f"machine too busy for a p99 ground truth: {interrupted} of 1000 samples were preempted")
+    lo99, hi99 = stats.percentile_ci(out.samples_s, 99)
+    assert lo99 is not None and hi99 is not None and lo99 <= true_p99 <= hi99, (lo99, true_p99, hi99, interrupted)
 
 
 @pytest.mark.parametrize("ns", [0, 100])

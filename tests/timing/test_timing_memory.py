@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import pytest
 
@@ -12,10 +14,15 @@ MB = 1 << 20
 
 
 def _touch_200mb(hold_ns: int = 0) -> None:
-    a = np.ones(200 * MB // 8)  # written, so every page is resident
-    assert a[-1] == 1.0
+    # Fresh anonymous pages, written so every one is resident. Not malloc: in a long test
+    # session the allocator may hand back memory that is already resident and RSS not grow.
+    m = mmap.mmap(-1, 200 * MB)
+    a = np.frombuffer(m, dtype=np.uint8)
+    a[:] = 1
+    assert a[-1] == 1
     spin_ns(hold_ns)
     del a
+    m.close()
 
 
 @pytest.mark.parametrize("method", ["auto", "psutil"])

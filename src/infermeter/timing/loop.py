@@ -49,7 +49,8 @@ them, so a caller can cycle through prepared batches):
 
 A call (or sync) that raises ends the loop with what was measured so far,
 ``stop_reason="error"`` and ``error`` a :class:`ModelRunError` naming the
-exception, the phase and the index. ``KeyboardInterrupt`` ends it the same way
+exception type and message, the phase and the failing call's iteration
+within that phase (``error.iteration``; the running index is in the message). ``KeyboardInterrupt`` ends it the same way
 with ``stop_reason="interrupted"``, ``interrupted=True``; the caller saves what
 it got, then re-raises.
 
@@ -183,9 +184,18 @@ def _empty() -> npt.NDArray[np.float64]:
 
 @dataclass
 class LoopOutcome:
-    """What one loop measured. ``samples_s`` are seconds per call: one per call,
-    or one per block of ``block_size`` calls (the block's mean). Raw data, not
-    statistics: ``stats.py`` derives the figures."""
+    """What one loop measured. Raw data, not statistics: ``stats.py`` derives
+    the figures.
+
+    ``samples_s``: seconds per call of the measure phase, one per call, or one
+    per block of ``block_size`` calls (the block's mean); on the device clock,
+    device time (``host_samples_s`` holds the host time of the same samples and
+    ``device_host_ratio`` = median host / median device). ``n_calls``: model
+    calls behind ``samples_s``. ``gc_collections``: collections during the
+    measure phase; ``gc_collections_warmup``: before it (first call, warm-up).
+    ``error`` is set when ``stop_reason == "error"``; ``interrupted`` when
+    ``"interrupted"`` (the caller saves, then re-raises KeyboardInterrupt).
+    """
 
     samples_s: npt.NDArray[np.float64]
     block_size: int
@@ -215,7 +225,7 @@ class LoopOutcome:
 
 
 class _Stopped(Exception):
-    """Internal: a phase ended the run (error); carries the ModelRunError."""
+    """Internal: a call raised; carries the ModelRunError for the outcome."""
 
     def __init__(self, error: ModelRunError) -> None:
         self.error = error
@@ -235,218 +245,229 @@ def run_loop(
     ``clock``: default :class:`HostClock`; with an ``event_factory`` (a
     ``torch.cuda.Event``-like factory, ``Runner.event_factory()``) and no
     clock, a :class:`CudaEventClock`. ``sync=None`` means nothing to wait for
-    (the tightest host path). ``progress(fraction, n_samples, phase)`` is
-    called at most ~20 times a second; ``fraction`` is the share of the
-    current phase's budget used (monotone within a phase).
+    (the tightest host path). ``progress(fraction, n, phase)`` is called at
+    most ~20 times a second, ``phase`` one of "first-inference", "warm-up",
+    "measure"; ``fraction`` is the share of the phase's budget used, monotone
+    within a phase; ``n`` counts the phase's samples (warm-up: calls). A last
+    call with fraction 1.0 marks a normal end.
     """
     cfg = config if config is not None else LoopConfig()
     if clock is None:
         clock = CudaEventClock(event_factory) if event_factory is not None else HostClock()
-    now = clock.now_ns
-    device = isinstance(clock, CudaEventClock)
-    to_s = clock.to_seconds
+    return _Run(call, sync, cfg, clock, progress).run()
 
-    out: dict[str, Any] = dict(
-        block_size=1, first_call_s=None, warmup_iters=0, warmup_s=0.0, measure_s=0.0,
-        stop_reason="error", timer_overhead_s=None, gc_collections=0, gc_collections_warmup=0,
-        clock=clock.name, n_calls=0, warmup_stop="none", min_samples=cfg.min_samples, config=cfg,
-    )
-    w_raw: list[Any] = []
-    m_raw: list[Any] = []
-    m_host: list[int] | None = [] if device else None
-    gc_count = [0]
 
-    def on_gc(phase: str, info: dict[str, Any]) -> None:
+class _Run:
+    """One run of the loop; phases are methods, state is attributes."""
+
+    def __init__(self, call: Callable[[int], object], sync: Callable[[], None] | None,
+                 cfg: LoopConfig, clock: Clock, progress: Progress | None) -> None:
+        self.call, self.sync, self.cfg, self.clock, self.progress = call, sync, cfg, clock, progress
+        self.now, self.to_s = clock.now_ns, clock.to_seconds
+        self.out: dict[str, Any] = dict(
+            block_size=1, first_call_s=None, warmup_iters=0, warmup_s=0.0, measure_s=0.0,
+            stop_reason="error", timer_overhead_s=None, gc_collections=0, gc_collections_warmup=0,
+            clock=clock.name, n_calls=0, warmup_stop="none", min_samples=cfg.min_samples, config=cfg,
+        )
+        self.idx = 0  # running index of the next call
+        self.w_raw: list[Any] = []
+        self.m_raw: list[Any] = []
+        self.m_host: list[int] | None = [] if isinstance(clock, CudaEventClock) else None
+        self.gc_count = 0
+        self.t_warm: int | None = None
+        self.t_meas: int | None = None
+        self.gc_at_meas = 0
+        self._p_last = self.now() - _PROGRESS_INTERVAL_NS
+        self._p_frac, self._p_phase = 0.0, ""
+
+    # -- plumbing ----------------------------------------------------------
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            gc_count[0] += 1
+            self.gc_count += 1
 
-    last_progress = [now() - _PROGRESS_INTERVAL_NS, -1.0, ""]
+    def _report(self, fraction: float, n: int, phase: str, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        t = self.now()
+        if phase != self._p_phase:
+            self._p_frac, self._p_phase = 0.0, phase
+        fraction = max(self._p_frac, min(1.0, max(0.0, fraction)))
+        if force or t - self._p_last >= _PROGRESS_INTERVAL_NS:
+            self._p_last, self._p_frac = t, fraction
+            self.progress(fraction, n, phase)
 
-    def report(fraction: float, n: int, phase: str, force: bool = False) -> None:
-        t = now()
-        if phase != last_progress[2]:
-            last_progress[1], last_progress[2] = 0.0, phase
-        fraction = max(last_progress[1], min(1.0, max(0.0, fraction)))
-        if force or t - last_progress[0] >= _PROGRESS_INTERVAL_NS:
-            last_progress[0], last_progress[1] = t, fraction
-            progress(fraction, n, phase)  # type: ignore[misc]
-
-    def timed(phase: str, phase_start: int, start: int, n: int, block: int, dest: list[Any], host: Any) -> None:
+    def _timed(self, phase: str, phase_start: int, n: int, block: int, dest: list[Any], host: Any = None) -> None:
+        """Time ``n`` samples of ``block`` calls from the running index on."""
         try:
-            clock.measure(call, sync, start, n, block, dest, host)  # type: ignore[union-attr]
+            self.clock.measure(self.call, self.sync, self.idx, n, block, dest, host)
         except CallFailed as f:
-            exc = f.original
-            it = f.index - phase_start
-            raise _Stopped(
-                ModelRunError(
-                    f"the model raised {type(exc).__name__}: {exc} during {phase} at iteration {it} "
-                    f"(call index {f.index}); fix the model or its inputs and run again",
-                    phase=phase, iteration=it,
-                )
-            ) from exc
+            exc, it = f.original, f.index - phase_start
+            raise _Stopped(ModelRunError(
+                f"the model raised {type(exc).__name__}: {exc} during {phase} at iteration {it} "
+                f"(call index {f.index}); fix the model or its inputs and run again",
+                phase=phase, iteration=it)) from exc
+        self.idx += n * block
 
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.callbacks.append(on_gc)
-    if not cfg.keep_gc:
-        gc.disable()
-    idx = 0
-    t_warm: int | None = None
-    t_meas: int | None = None
-    gc_at_meas = 0
-    try:
-        # 1. first inference
-        first: list[Any] = []
-        if progress:
-            report(0.0, 0, "first-inference", force=True)
-        timed("first-inference", 0, 0, 1, 1, first, None)
-        idx = 1
-        out["first_call_s"] = to_s(first[0])
-
-        # 2. timer overhead, through the same path
+    # -- phases --------------------------------------------------------------
+    def run(self) -> LoopOutcome:
+        gc_was_enabled = gc.isenabled()
+        gc.collect()
+        on_gc = self._on_gc  # one bound method, so remove() finds it
+        gc.callbacks.append(on_gc)
+        if not self.cfg.keep_gc:
+            gc.disable()
         try:
-            out["timer_overhead_s"] = o = measure_timer_overhead(clock, sync)
+            last_med = self._first_inference()
+            last_med = self._warm_up(last_med)
+            self.out["block_size"] = self._choose_block(last_med)
+            self.out["stop_reason"] = self._measure(last_med)
+        except _Stopped as s:
+            self.out["stop_reason"], self.out["error"] = "error", s.error
+        except KeyboardInterrupt:
+            self.out["stop_reason"], self.out["interrupted"] = "interrupted", True
+        finally:
+            t_end = self.now()
+            gc.callbacks.remove(on_gc)  # before re-enabling: the backlog collects at once
+            if gc_was_enabled:
+                gc.enable()
+        return self._finish(t_end)
+
+    def _first_inference(self) -> float:
+        first: list[Any] = []
+        self._report(0.0, 0, "first-inference", force=True)
+        self._timed("first-inference", 0, 1, 1, first)
+        self.out["first_call_s"] = first_s = self.to_s(first[0])
+        try:  # through the same path, with the same sync
+            self.out["timer_overhead_s"] = measure_timer_overhead(self.clock, self.sync)
         except CallFailed as f:
             raise _Stopped(ModelRunError(
                 f"sync raised {type(f.original).__name__}: {f.original} while measuring the timer overhead; "
                 "check the device and its driver", phase="timer-overhead", iteration=f.index)) from f.original
+        return float(first_s)
 
-        # 3. warm-up
-        t_warm = now()
-        w_start, max_s = idx, cfg.effective_warmup_max_s
-        w_max = cfg.warmup_max_iters
-        est = max(out["first_call_s"], 1e-9)
+    def _warm_up(self, last_med: float) -> float:
+        """Windows until steady (see the module docstring); returns the last window's median (s)."""
+        cfg, now, to_s = self.cfg, self.now, self.to_s
+        self.t_warm = t0 = now()
+        w_start, max_s, w_max = self.idx, cfg.effective_warmup_max_s, cfg.warmup_max_iters
+        est = max(last_med, 1e-9)
         prev: list[Any] | None = None
-        last_med = out["first_call_s"]
         while True:
-            done = idx - w_start
-            el = to_s(now() - t_warm)
+            done, el = self.idx - w_start, to_s(now() - t0)
             if w_max == 0 or max_s == 0:
-                out["warmup_stop"] = "skipped"
-                break
-            if w_max is not None and done >= w_max:
-                out["warmup_stop"] = "max-iters"
-                break
-            if el >= max_s:
-                out["warmup_stop"] = "max-time"
+                stop = "skipped"
+            elif w_max is not None and done >= w_max:
+                stop = "max-iters"
+            elif el >= max_s:
+                stop = "max-time"
+            else:
+                stop = ""
+            if stop:
                 break
             n = max(cfg.warmup_window, math.ceil(cfg.warmup_window_s / est))
             n = min(n, max(1, math.ceil((max_s - el) / est)))
             if w_max is not None:
                 n = min(n, w_max - done)
-            a = len(w_raw)
-            timed("warm-up", w_start, idx, n, 1, w_raw, None)
-            idx += n
-            cur = w_raw[a:]
+            a = len(self.w_raw)
+            self._timed("warm-up", w_start, n, 1, self.w_raw)
+            cur = self.w_raw[a:]
             last_med = to_s(float(np.median(cur)))
             est = max(last_med, 1e-9)
             if n >= cfg.warmup_window:  # a window cut short by the maxima is not judged
                 if prev is not None and warmup_steady(prev, cur, cfg.warmup_tolerance):
-                    if idx - w_start >= cfg.warmup_min_iters and to_s(now() - t_warm) >= cfg.warmup_min_s:
-                        out["warmup_stop"] = "steady"
+                    if self.idx - w_start >= cfg.warmup_min_iters and to_s(now() - t0) >= cfg.warmup_min_s:
+                        stop = "steady"
                         break
                 prev = cur
-            if progress:
-                frac = max(to_s(now() - t_warm) / max_s, (idx - w_start) / w_max if w_max else 0.0)
-                report(frac, 0, "warm-up")
-        out["warmup_s"] = to_s(now() - t_warm)
-        t_warm = None
+            if self.progress is not None:
+                frac = max(to_s(now() - t0) / max_s, (self.idx - w_start) / w_max if w_max else 0.0)
+                self._report(frac, self.idx - w_start, "warm-up")
+        self.out["warmup_stop"] = stop
+        self.out["warmup_s"] = to_s(now() - t0)
+        self.t_warm = None
+        return last_med
 
-        # 4. blocks
+    def _choose_block(self, last_med: float) -> int:
+        cfg, o = self.cfg, self.out["timer_overhead_s"] or 0.0
         if cfg.block_size is not None:
             k = cfg.block_size
         elif cfg.block_threshold > 0 and o > 0 and last_med < cfg.block_threshold * o:
             k = math.ceil(cfg.block_threshold * o / max(last_med, 1e-12))
         else:
             k = 1
-        k = max(1, min(k, cfg.max_block_size, cfg.max_iters or k))
-        out["block_size"] = k
+        return max(1, min(k, cfg.max_block_size, cfg.max_iters or k))
 
-        # 5. measure
-        m_start = idx
-        est_block = max(last_med * k, 1e-9)
+    def _measure(self, last_med: float) -> str:
+        """Chunks between stop checks until a stop rule fires; returns its name."""
+        cfg, now, to_s, k = self.cfg, self.now, self.to_s, self.out["block_size"]
+        m_raw, max_iters = self.m_raw, cfg.max_iters
+        m_start = self.idx
+        est = max(last_med * k, 1e-9)  # seconds per sample
         n_min = cfg.min_samples
         need = max(n_min, math.ceil(cfg.min_iters / k))
-        next_ci_n = need
-        reason = None
-        ci = math.inf
-        gc_at_meas = gc_count[0]
-        t_meas = now()
-        while reason is None:
+        next_ci_n, ci = need, math.inf
+        self.gc_at_meas = self.gc_count
+        self.t_meas = t_start = now()
+        while True:
             n = len(m_raw)
-            el = to_s(now() - t_meas)
-            c = max(1, math.ceil(cfg.check_interval_s / est_block))
+            el = to_s(now() - t_start)
+            c = max(1, math.ceil(cfg.check_interval_s / est))
             if n < need:
                 c = min(c, need - n)
-            c = min(c, max(1, math.ceil((cfg.max_time_s - el) / est_block)))
-            if cfg.max_iters is not None:
-                c = min(c, (cfg.max_iters - n * k) // k)
+            c = min(c, max(1, math.ceil((cfg.max_time_s - el) / est)))
+            if max_iters is not None:
+                c = min(c, (max_iters - n * k) // k)
             t0 = now()
-            timed("measure", m_start, idx, c, k, m_raw, m_host)
+            self._timed("measure", m_start, c, k, m_raw, self.m_host)
             t1 = now()
-            idx += c * k
             n += c
-            est_block = max(to_s(t1 - t0) / c, 1e-9)
-            el = to_s(t1 - t_meas)
+            est = max(to_s(t1 - t0) / c, 1e-9)
+            el = to_s(t1 - t_start)
             if n >= next_ci_n and n * k >= cfg.min_iters and el >= cfg.min_time_s:
                 ci = median_ci_halfwidth_rel(np.sort(np.asarray(m_raw, dtype=np.float64)), cfg.confidence)
                 next_ci_n = max(n + 1, math.ceil(n * (1 + cfg.check_growth)))
                 if ci <= cfg.precision:
-                    reason = "precision"
-                    break
-            if cfg.max_iters is not None and cfg.max_iters - n * k < k:
-                reason = "max-iters"
-            elif el >= cfg.max_time_s:
-                reason = "max-time"
-            if progress:
+                    return "precision"
+            if max_iters is not None and max_iters - n * k < k:
+                return "max-iters"
+            if el >= cfg.max_time_s:
+                return "max-time"
+            if self.progress is not None:
                 frac = el / cfg.max_time_s
-                if cfg.max_iters:
-                    frac = max(frac, n * k / cfg.max_iters)
+                if max_iters:
+                    frac = max(frac, n * k / max_iters)
                 if math.isfinite(ci) and ci > 0:
                     frac = max(frac, min(1.0, n / n_min) * min(1.0, (cfg.precision / ci) ** 2))
-                report(frac, n, "measure")
-        out["stop_reason"] = reason
-    except _Stopped as s:
-        out["stop_reason"] = "error"
-        out["error"] = s.error
-    except KeyboardInterrupt:
-        out["stop_reason"] = "interrupted"
-        out["interrupted"] = True
-    finally:
-        t_end = now()
-        if gc_was_enabled:
-            gc.enable()
-        try:
-            gc.callbacks.remove(on_gc)
-        except ValueError:
-            pass
+                self._report(frac, n, "measure")
 
-    # what was measured, whatever stopped it
-    if t_warm is not None:  # stopped inside warm-up
-        out["warmup_s"] = to_s(t_end - t_warm)
-    out["warmup_iters"] = len(w_raw)
-    if t_meas is not None:
-        out["measure_s"] = to_s(t_end - t_meas)
-        out["gc_collections"] = gc_count[0] - gc_at_meas
-        out["gc_collections_warmup"] = gc_at_meas
-    else:
-        out["gc_collections_warmup"] = gc_count[0]
-    k = out["block_size"]
-    samples = np.asarray(m_raw, dtype=np.float64) * (to_s(1.0) / k)
-    out["n_calls"] = int(samples.size) * k
-    host = None
-    if m_host is not None:
-        host = np.asarray(m_host[: samples.size], dtype=np.float64) * (1e-9 / k)
-        med_dev = float(np.median(samples)) if samples.size else 0.0
-        if host.size and med_dev > 0:
-            out["device_host_ratio"] = float(np.median(host)) / med_dev
-    if samples.size:
-        out["ci_halfwidth_rel"] = median_ci_halfwidth_rel(np.sort(samples), cfg.confidence)
-    if progress and out["stop_reason"] not in ("error", "interrupted"):
-        progress(1.0, int(samples.size), "measure")
-    return LoopOutcome(
-        samples_s=samples,
-        warmup_samples_s=np.asarray(w_raw, dtype=np.float64) * to_s(1.0),
-        host_samples_s=host,
-        **out,
-    )
+    def _finish(self, t_end: int) -> LoopOutcome:
+        """What was measured, whatever stopped it."""
+        out, to_s = self.out, self.to_s
+        if self.t_warm is not None:  # stopped inside warm-up
+            out["warmup_s"] = to_s(t_end - self.t_warm)
+        out["warmup_iters"] = len(self.w_raw)
+        if self.t_meas is not None:
+            out["measure_s"] = to_s(t_end - self.t_meas)
+            out["gc_collections"] = self.gc_count - self.gc_at_meas
+            out["gc_collections_warmup"] = self.gc_at_meas
+        else:
+            out["gc_collections_warmup"] = self.gc_count
+        k = out["block_size"]
+        samples = np.asarray(self.m_raw, dtype=np.float64) * (to_s(1.0) / k)
+        out["n_calls"] = int(samples.size) * k
+        host = None
+        if self.m_host is not None:
+            host = np.asarray(self.m_host[: samples.size], dtype=np.float64) * (1e-9 / k)
+            med_dev = float(np.median(samples)) if samples.size else 0.0
+            if host.size and med_dev > 0:
+                out["device_host_ratio"] = float(np.median(host)) / med_dev
+        if samples.size:
+            out["ci_halfwidth_rel"] = median_ci_halfwidth_rel(np.sort(samples), self.cfg.confidence)
+        if self.progress is not None and out["stop_reason"] not in ("error", "interrupted"):
+            self.progress(1.0, int(samples.size), "measure")
+        return LoopOutcome(
+            samples_s=samples,
+            warmup_samples_s=np.asarray(self.w_raw, dtype=np.float64) * to_s(1.0),
+            host_samples_s=host,
+            **out,
+        )
