@@ -66,3 +66,9 @@ def hard_exit_on_batch_2(x: np.ndarray) -> np.ndarray:  # a crash no exception h
         os._exit(9)
     spin_ns(50_000)
     return x
+
+
+def hangs_on_batch_2(x: np.ndarray) -> np.ndarray:
+    """Never returns once it sees a batch of 2 (spins for an hour)."""
+    spin_ns(3600 * 1_000_000_000 if len(x) == 2 else 50_000)
+    return x

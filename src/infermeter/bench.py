@@ -21,7 +21,7 @@ import numpy as np
 from .env import Env, capture_env
 from .errors import ModelRunError, UsageError
 from .inputs import InputSpec, load_data, make_batches, parse_batch_sizes, parse_input
-from .models import load_model, require_inputs
+from .models import import_backend, load_model, require_inputs
 from .models.base import LoadOptions, Runner
 from .result import Memory, ModelInfo, Phases, Result, TimerInfo
 from .scenarios.single_stream import NAME as SINGLE_STREAM, run_single_stream
@@ -153,6 +153,8 @@ def _open_store(store: Store | str | Path | bool | None) -> tuple[bool, Store | 
 
 def _run(model: Any, plan: _Plan, store: Store | None, progress: Progress | None) -> list[Result]:
     invocation = new_id()
+    t0 = time.perf_counter_ns()
+    import_s = (time.perf_counter_ns() - t0) / 1e9 if import_backend(model) else None
     rss = PeakRSS()
     rss.start()
     t0 = time.perf_counter_ns()
@@ -172,6 +174,7 @@ def _run(model: Any, plan: _Plan, store: Store | None, progress: Progress | None
             result, outcome = _run_point(
                 runner, specs, dims, data, bs, plan, env, info, invocation, index == 0, progress
             )
+            result.phases.import_s = import_s
             result.phases.load_s = load_s
             result.memory.load_peak_rss_bytes = load_peak
             if store is not None:
@@ -187,7 +190,8 @@ def _run(model: Any, plan: _Plan, store: Store | None, progress: Progress | None
                 raise ModelRunError(f"batch {bs}: {err}{where}", phase=err.phase, iteration=err.iteration)
         return results
     finally:
-        runner.close()
+        if runner is not model:  # a Runner passed in belongs to the caller
+            runner.close()
 
 
 def _model_info(runner: Runner, specs: Sequence[InputSpec]) -> ModelInfo:

@@ -87,7 +87,8 @@ class Memory(_Model):
 
 
 class Phases(_Model):
-    load_s: float | None = Field(None, description="from spec (file) to a runner ready to call")
+    import_s: float | None = Field(None, description="importing the backend library (torch, onnxruntime); not in load_s")
+    load_s: float | None = Field(None, description="from spec (file) to a runner ready to call, backend already imported")
     first_inference_s: float | None = Field(None, description="first (cold) call, synced")
     warmup_iters: int = 0
     warmup_s: float = 0.0

@@ -164,3 +164,11 @@ def test_crash_at_second_batch_keeps_first_in_store(tmp_path):
     assert p.returncode == 9
     p = run(["runs", "list"], tmp_path)
     assert p.returncode == 0 and "spin:hard_exit_on_batch_2" in p.stdout
+
+
+def test_hang_is_reported_and_finished_points_kept(tmp_path):
+    p = run(["bench", "spin:hangs_on_batch_2", "--input", "x:float32[B,2]", "--batch", "1,2", "--hang-timeout", "3", *FAST], tmp_path)
+    line = one_line_error(p, 1)
+    assert "seems to hang" in line and "batch 2" in line and "1 finished batch size(s) kept" in line
+    p = run(["runs", "list"], tmp_path)
+    assert p.returncode == 0 and p.stdout.count("spin:hangs_on_batch_2") == 1

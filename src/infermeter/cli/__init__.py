@@ -17,7 +17,7 @@ import typer
 from typing import Annotated
 
 from .options import (
-    BatchOpt, DataOpt, DebugOpt, DeviceOpt, DimOpt, DtypeOpt, InputOpt, JsonOpt, KeepGcOpt, MaxItersOpt, MaxTimeOpt,
+    BatchOpt, DataOpt, DebugOpt, HangTimeoutOpt, DeviceOpt, DimOpt, DtypeOpt, InputOpt, JsonOpt, KeepGcOpt, MaxItersOpt, MaxTimeOpt,
     MinItersOpt, MinTimeOpt, NoSaveOpt, PrecisionOpt, ProviderOpt, QuietOpt, SeedOpt, StoreOpt, ThreadsOpt,
     parse_fraction,
 )
@@ -99,6 +99,7 @@ def bench(
     max_iters: MaxItersOpt = None,
     keep_gc: KeepGcOpt = False,
     seed: SeedOpt = 0,
+    hang_timeout: HangTimeoutOpt = 600.0,
     json_path: JsonOpt = None,
     store: StoreOpt = None,
     no_save: NoSaveOpt = False,
@@ -125,7 +126,7 @@ def bench(
     console = Console(highlight=False)
     finished: list[Any] = []
     error: Exception | None = None
-    with BenchProgress(enabled=not quiet and sys.stderr.isatty()) as progress:
+    with BenchProgress(enabled=not quiet and sys.stderr.isatty(), hang_timeout_s=hang_timeout) as progress:
         try:
             finished = run_bench(
                 spec, inputs=specs, batch_sizes=sizes, dims=dims, data=data, device=device, dtype=dtype,

@@ -27,6 +27,9 @@ MinTimeOpt = Annotated[float, typer.Option("--min-time", min=0.0, help="seconds 
 MinItersOpt = Annotated[Optional[int], typer.Option("--min-iters", min=1, help="samples at least")]
 MaxItersOpt = Annotated[Optional[int], typer.Option("--max-iters", min=1, help="samples at most")]
 KeepGcOpt = Annotated[bool, typer.Option("--keep-gc", help="leave Python's garbage collector on while timing")]
+HangTimeoutOpt = Annotated[
+    float, typer.Option("--hang-timeout", min=1.0, help="seconds without progress (a call or the load that never returns) before giving up")
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random inputs")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="write this invocation's results (schema infermeter.result/1)")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="results store (SQLite); default INFERMETER_STORE or the user data dir")]

@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import Any, Mapping
 
 
 class BenchProgress:
-    """Receives ``bench``'s progress events; one bar per batch size."""
+    """Receives ``bench``'s progress events; one bar per batch size.
 
-    def __init__(self, enabled: bool = True) -> None:
+    It is also the watchdog for a model that hangs: when no event arrives for
+    ``hang_timeout_s`` seconds (one call, or the load, never returns), it prints
+    one line and ends the process with exit code 1. Every batch size finished
+    before is already in the store. Only the CLI does this; the library never
+    ends the process.
+    """
+
+    def __init__(self, enabled: bool = True, hang_timeout_s: float | None = None) -> None:
         self.enabled = enabled
         self.finished: list[Any] = []
         self._progress: Any = None
         self._task: Any = None
+        self._hang_timeout_s = hang_timeout_s
+        self._last = time.monotonic()
+        self._where = "loading the model"
+        self._done = threading.Event()
+
+    def _watch(self) -> None:
+        timeout = float(self._hang_timeout_s or 0.0)
+        while not self._done.wait(min(1.0, timeout / 4)):
+            idle = time.monotonic() - self._last
+            if idle > timeout:
+                if self._progress is not None:
+                    self._progress.stop()
+                kept = f"; {len(self.finished)} finished batch size(s) kept in the store" if self.finished else ""
+                os.write(2, (
+                    f"error: no progress for {idle:.0f} s while {self._where}: the model seems to hang{kept}; "
+                    "fix the model or raise --hang-timeout if one call really takes this long\n"
+                ).encode())
+                os._exit(1)
 
     def __enter__(self) -> "BenchProgress":
+        if self._hang_timeout_s is not None:
+            threading.Thread(target=self._watch, name="infermeter-hang-watchdog", daemon=True).start()
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,10 +57,14 @@ class BenchProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._done.set()
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
     def update(self, event: str, payload: Mapping[str, Any]) -> None:
+        self._last = time.monotonic()
+        if "batch_size" in payload:
+            self._where = f"running batch {payload['batch_size']} ({payload.get('phase', 'starting')})"
         if event == "point-done":
             self.finished.append(payload["result"])
         if self._progress is None:

@@ -30,6 +30,7 @@ __all__ = [
     "require_inputs",
     "BACKENDS",
     "SUFFIXES",
+    "import_backend",
     "Runner",
     "LoadOptions",
     "DeviceMemory",
@@ -67,6 +68,27 @@ def load_model(spec: str | os.PathLike[str] | object, options: LoadOptions = Loa
     if isinstance(spec, str):
         return _load_text(spec, options)
     return _load_object(spec, _object_name(spec), options)
+
+
+def import_backend(spec: object) -> str | None:
+    """Import the backend library ``spec`` will need, and name it (None if none or unknown).
+
+    ``bench`` times this apart from the model load: importing torch takes a
+    second or more and is paid once per process, not once per model.
+    A missing library is left for :func:`load_model` to report.
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    text = os.fspath(spec)
+    kind = "torch" if text.startswith("zoo:") else SUFFIXES.get(Path(text).suffix.lower())
+    module = {"onnx": "onnxruntime", "torchscript": "torch", "export": "torch", "torch": "torch"}.get(kind or "")
+    if module is None:
+        return None
+    try:
+        importlib.import_module(module)
+    except Exception:
+        return None
+    return module
 
 
 def list_zoo() -> list[ZooEntry]:

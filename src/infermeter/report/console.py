@@ -66,7 +66,9 @@ def render_results(results: Sequence[Result], console: Console) -> None:
         bits.append(f"file {size(m.file_size_bytes)}")
     console.print(f"[bold]{m.spec}[/bold] ({', '.join(bits)})  inputs: {'; '.join(m.inputs)}")
     console.print(
-        f"model load {ms(first.phases.load_s)} (peak RSS {size(first.memory.load_peak_rss_bytes)})  "
+        f"model load {ms(first.phases.load_s)} (peak RSS {size(first.memory.load_peak_rss_bytes)})"
+        + (f", backend import {ms(first.phases.import_s)}" if first.phases.import_s is not None else "")
+        + "  "
         f"scenario {first.scenario}  clock {first.timer.clock}  timer overhead "
         f"{'–' if first.timer.overhead_s is None else f'{first.timer.overhead_s * 1e9:.0f} ns'}/call"
     )

@@ -25,7 +25,7 @@ CSV_COLUMNS = [
     "p95_s", "p95_ci_low_s", "p95_ci_high_s", "p99_s", "p99_ci_low_s", "p99_ci_high_s",
     "p999_s", "p999_ci_low_s", "p999_ci_high_s",
     "throughput_samples_per_s", "throughput_ci_low", "throughput_ci_high",
-    "load_s", "first_inference_s", "warmup_iters", "load_peak_rss_bytes", "inference_peak_rss_bytes",
+    "import_s", "load_s", "first_inference_s", "warmup_iters", "load_peak_rss_bytes", "inference_peak_rss_bytes",
     "device_peak_bytes", "timer_overhead_s", "stop_reason", "warnings", "error",
 ]
 
@@ -57,7 +57,7 @@ def _row(r: Result) -> dict[str, Any]:
     row["throughput_ci_low"] = t.ci_low if t else None
     row["throughput_ci_high"] = t.ci_high if t else None
     row.update(
-        load_s=r.phases.load_s, first_inference_s=r.phases.first_inference_s, warmup_iters=r.phases.warmup_iters,
+        import_s=r.phases.import_s, load_s=r.phases.load_s, first_inference_s=r.phases.first_inference_s, warmup_iters=r.phases.warmup_iters,
         load_peak_rss_bytes=r.memory.load_peak_rss_bytes, inference_peak_rss_bytes=r.memory.inference_peak_rss_bytes,
         device_peak_bytes=r.memory.device_peak_bytes, timer_overhead_s=r.timer.overhead_s,
         stop_reason=r.stop_reason, warnings=" | ".join(r.warnings), error=r.error,
