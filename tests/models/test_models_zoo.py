@@ -97,4 +97,13 @@ def test_public_names() -> None:
     assert ZooEntry is zoo.ZooEntry
     assert set(models.__all__) == {
         "load_model", "list_zoo", "require_inputs", "BACKENDS", "SUFFIXES", "Runner", "LoadOptions", "DeviceMemory",
+        "import_backend",
     }
+
+
+def test_import_backend_names_the_library_a_spec_needs():
+    assert models.import_backend("zoo:mlp") == "torch"
+    assert models.import_backend("model.pt2") == "torch"
+    assert models.import_backend("a/b/model.onnx") == "onnxruntime"
+    assert models.import_backend("pkg.mod:fn") is None
+    assert models.import_backend(print) is None
