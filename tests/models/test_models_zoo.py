@@ -102,6 +102,8 @@ def test_public_names() -> None:
 
 
 def test_import_backend_names_the_library_a_spec_needs():
+    import infermeter.models as models
+
     assert models.import_backend("zoo:mlp") == "torch"
     assert models.import_backend("model.pt2") == "torch"
     assert models.import_backend("a/b/model.onnx") == "onnxruntime"
