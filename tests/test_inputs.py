@@ -56,6 +56,8 @@ def test_merge_specs_checks_names_and_rank():
         merge_specs(model, [parse_input("c:float32[B,4]")])
     with pytest.raises(InputError, match="rank"):
         merge_specs(model, [parse_input("a:float32[B,4,1]")])
+    with pytest.raises(InputError, match=r"is float32 in the model .* gives int64"):
+        merge_specs(model, [parse_input("a:int64[B,4]")])
     assert merge_specs([], [parse_input("z:float32[B]")])[0].name == "z"
 
 

@@ -214,6 +214,11 @@ def merge_specs(model_specs: Sequence[InputSpec], user_specs: Sequence[InputSpec
                 f"model has no input '{u.name}'; its inputs are: {', '.join(s.text() for s in model_specs)}"
             )
         m = by_name[u.name]
+        if u.dtype != m.dtype:
+            raise InputError(
+                f"input '{u.name}' is {m.dtype} in the model ({m.text()}) but --input gives {u.dtype}; "
+                f"use --input {u.name}:{m.dtype}[...]"
+            )
         if len(m.shape) and len(u.shape) != len(m.shape):
             raise InputError(
                 f"input '{u.name}' has rank {len(m.shape)} ({m.text()}) but --input gives rank {len(u.shape)}"

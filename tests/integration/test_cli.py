@@ -172,3 +172,31 @@ def test_hang_is_reported_and_finished_points_kept(tmp_path):
     assert "seems to hang" in line and "batch 2" in line and "1 finished batch size(s) kept" in line
     p = run(["runs", "list"], tmp_path)
     assert p.returncode == 0 and p.stdout.count("spin:hangs_on_batch_2") == 1
+
+
+def test_ctrl_c_keeps_finished_batch_sizes(tmp_path):
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERMETER")}
+    env.update(PYTHONPATH=str(TESTS), INFERMETER_STORE=str(tmp_path / "store.db"), COLUMNS="200")
+    args = ["bench", "spin:per_sample_100us", "--input", "x:float32[B,2]", "--batch", "1,2,4",
+            "--max-time", "1.5", "--precision", "0.001%", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    from infermeter.store import Store
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the first batch size is in the store
+        time.sleep(0.2)
+        if (tmp_path / "store.db").exists():
+            with Store(tmp_path / "store.db") as st:
+                if st.count() >= 1:
+                    break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "kept in the store" in err and "Traceback" not in err
+    assert "batch 1" in out  # the finished points are still shown
+    with Store(tmp_path / "store.db") as st:
+        statuses = sorted((s.batch_size, s.status) for s in st.list())
+    assert statuses[0] == (1, "ok") and len(statuses) >= 2  # the interrupted point is kept too, as failed

@@ -69,6 +69,11 @@ class Runner(abc.ABC):
     def sync(self) -> None:
         """Block until work queued on the device is done (no-op on the host)."""
 
+    def needs_sync(self) -> bool:
+        """Whether ``sync`` does anything. Scenarios leave a no-op sync out of the
+        timed region: even an empty method call costs tens of nanoseconds."""
+        return type(self).sync is not Runner.sync
+
     def device_memory(self) -> DeviceMemory | None:
         """Device-memory accounting where the backend has one."""
         return None

@@ -246,6 +246,9 @@ class TorchRunner(Runner):
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
 
+    def needs_sync(self) -> bool:
+        return self._device.type == "cuda"
+
     def device_memory(self) -> DeviceMemory | None:
         return _CudaMemory(self._device) if self._device.type == "cuda" else None
 

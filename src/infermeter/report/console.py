@@ -88,7 +88,7 @@ def render_results(results: Sequence[Result], console: Console) -> None:
     row("first inference (cold)", lambda r: ms(r.phases.first_inference_s))
     row("warm-up", lambda r: f"{r.phases.warmup_iters} iters, {r.phases.warmup_s:.2f} s")
     row("mean ± std", lambda r: f"{ms(r.latency.mean.value)} ± {ms(r.latency.std)}" if r.latency else "–")
-    row("mean CI", lambda r: estimate(r.latency.mean).split(" ", 2)[-1] if r.latency else "–")
+    row("mean CI", lambda r: estimate(r.latency.mean).split(" ", 2)[-1] + " ms" if r.latency else "–")
     row("min", lambda r: ms(r.latency.min) if r.latency else "–")
     row("p50", lat("p50"))
     row("p90", lat("p90"))

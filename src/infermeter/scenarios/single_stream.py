@@ -39,7 +39,5 @@ def run_single_stream(
         def call(i: int) -> object:
             return runner(pool[i % n])
 
-    # A runner that keeps the base class's no-op sync (host backends) is timed
-    # without it: even an empty call costs tens of ns inside the timed region.
-    sync = None if type(runner).sync is Runner.sync else runner.sync
+    sync = runner.sync if runner.needs_sync() else None
     return run_loop(call, sync, config=config, event_factory=runner.event_factory(), progress=progress)
