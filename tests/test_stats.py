@@ -281,7 +281,7 @@ def test_compare_shift_is_significant_and_deterministic() -> None:
     a, b = rng.lognormal(-5, 0.3, 2000), 1.10 * rng.lognormal(-5, 0.3, 2000)
     c = S.compare_samples(a, b, seed=3)
     assert c.significant and c.p_value < 1e-6
-    assert c.verdict.startswith("b is ") and c.verdict.endswith("% slower (significant)")
+    assert c.verdict.startswith("candidate is ") and c.verdict.endswith("% slower (significant)")
     assert c.ratio_p50.ci_low <= c.ratio_p50.value <= c.ratio_p50.ci_high
     assert 1.0 < c.ratio_p50.ci_low and c.ratio_p50.ci_high < 1.25
     assert c.ratio_p99.ci_low is not None and c.ratio_p99.ci_high is not None
@@ -306,4 +306,4 @@ def test_compare_rejects_too_few_samples() -> None:
 def test_compare_constant_samples() -> None:
     same = S.compare_samples([0.01] * 10, [0.01] * 10)
     assert not same.significant and same.p_value == 1.0 and same.ratio_p50.value == 1.0
-    assert S.compare_samples([0.01] * 10, [0.02] * 10).verdict == "b is 100.0% slower (significant)"
+    assert S.compare_samples([0.01] * 10, [0.02] * 10).verdict == "candidate is 100.0% slower (significant)"

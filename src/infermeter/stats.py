@@ -412,7 +412,7 @@ def compare_samples(
     excludes_one = (lo is not None and lo > 1.0) or (hi is not None and hi < 1.0)
     significant = p < 1.0 - confidence and excludes_one and abs(r50 - 1.0) >= min_effect
     if significant:
-        verdict = f"b is {abs(r50 - 1) * 100:.1f}% {'slower' if r50 > 1 else 'faster'} (significant)"
+        verdict = f"candidate is {abs(r50 - 1) * 100:.1f}% {'slower' if r50 > 1 else 'faster'} (significant)"
     else:
         verdict = "no significant difference"
     thinned = ""

@@ -176,7 +176,7 @@ def render_env(env: Any, console: Console) -> None:
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "–"
         elif isinstance(value, list):
             value = "; ".join(", ".join(f"{k}={v}" for k, v in g.items()) if isinstance(g, dict) else str(g) for g in value) or "–"
-        elif key == "memory_total_bytes":
+        elif key.endswith("_bytes"):
             value = size(value)
         table.add_row(key, "–" if value in (None, "") else str(value))
     console.print(table)
