@@ -13,7 +13,7 @@ import pytest
 
 from infermeter.errors import StoreError
 from infermeter.result import Estimate, LatencyStats, ModelInfo, Result
-from infermeter.store import RunSummary, Store, default_store_path, new_id
+from infermeter.store import SCHEMA_VERSION, RunSummary, Store, default_store_path, new_id
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -182,7 +182,7 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     finally:
         conn.close()
     # Reopening an existing store migrates nothing and keeps data.
@@ -355,3 +355,47 @@ def test_new_id_short_unique_sortable() -> None:
     assert all(len(i) == 12 and i.isalnum() and i == i.lower() for i in ids)
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
+
+
+def test_schema_v2_sweeps_and_tags(tmp_path):
+    from infermeter.result import SweepPoint
+
+    with Store(tmp_path / "s.db") as st:
+        base = make_result()
+        a = base.model_copy(update={"id": new_id(), "tags": {"branch": "main", "ci": "1"},
+                                    "sweep": SweepPoint(sweep_id="sw1", point_key='{"batch":1}')})
+        b = base.model_copy(update={"id": new_id(), "tags": {"branch": "dev"},
+                                    "sweep": SweepPoint(sweep_id="sw1", point_key='{"batch":2}'), "status": "failed"})
+        c = base.model_copy(update={"id": new_id()})
+        for r in (a, b, c):
+            st.save(r)
+        assert [x.id for x in st.list(tags={"branch": "main"})] == [a.id]
+        assert [x.id for x in st.list(tags={"branch": "main", "ci": "1"})] == [a.id]
+        assert st.list(tags={"branch": "main", "ci": "2"}) == []
+        assert {x.id for x in st.list(sweep="sw1")} == {a.id, b.id}
+        assert [x.id for x in st.sweep("sw")] == [a.id, b.id]  # unique prefix
+        assert st.done_points("sw1") == {'{"batch":1}'}  # failed points are redone on resume
+        st.set_tags(c.id, {"branch": "main"})
+        assert {x.id for x in st.list(tags={"branch": "main"})} == {a.id, c.id}
+        assert st.get(c.id).tags == {"branch": "main"}
+        st.delete(a.id)
+        assert [x.id for x in st.list(tags={"branch": "main"})] == [c.id]
+        with pytest.raises(StoreError, match="no sweep"):
+            st.sweep("nope")
+
+
+def test_v1_store_is_migrated_in_place(tmp_path):
+    import sqlite3
+
+    from infermeter import store as store_mod
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    store_mod._migrate_0_to_1(conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store(path) as st:  # the v1 file gets v2's columns and tags table
+        r = make_result(id=new_id()).model_copy(update={"tags": {"k": "v"}})
+        st.save(r)
+        assert [x.id for x in st.list(tags={"k": "v"})] == [r.id]

@@ -54,6 +54,7 @@ class _Plan:
     loop: LoopConfig
     seed: int
     data_path: str | None
+    tags: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,6 +83,7 @@ def bench(
     max_iters: int | None = None,
     keep_gc: bool = False,
     seed: int = 0,
+    tags: Mapping[str, str] | None = None,
     store: Store | str | Path | bool | None = True,
     progress: Progress | None = None,
 ) -> Result | list[Result]:
@@ -109,6 +111,7 @@ def bench(
         loop=LoopConfig(**loop_kwargs),
         seed=seed,
         data_path=str(data) if data is not None else None,
+        tags={str(k): str(v) for k, v in (tags or {}).items()},
     )
     plan.config = {
         "batch_sizes": sizes,
@@ -300,6 +303,7 @@ def _run_point(
         ),
         stop_reason=outcome.stop_reason,
         warnings=warnings,
+        tags=dict(plan.tags),
     )
     return result, outcome
 

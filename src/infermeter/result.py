@@ -7,7 +7,9 @@ frozen description of what was measured; statistics are derived from them by
 Units: seconds everywhere in the object and in JSON; the console shows ms.
 
 Schema history (``SCHEMA``):
-  infermeter.result/1 — first version.
+  infermeter.result/1 — first version. Later additions are optional fields with
+  defaults (tags, verdict, headline, scenario_details, sweep), so every /1
+  document written before them still loads.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ __all__ = [
     "Phases",
     "TimerInfo",
     "ModelInfo",
+    "Verdict",
+    "Headline",
+    "SweepPoint",
     "Result",
     "load_result",
     "results_to_json",
@@ -117,6 +122,42 @@ class ModelInfo(_Model):
     details: dict[str, Any] = Field(default_factory=dict, description="backend facts: providers, threads in force …")
 
 
+class Verdict(_Model):
+    """VALID or INVALID, with LoadGen's kinds of reasons and what to do about them."""
+
+    valid: bool
+    reasons: list[str] = Field(default_factory=list, description="why INVALID (empty when VALID)")
+    recommendations: list[str] = Field(default_factory=list, description="what to change: 'lower --qps', 'run longer' …")
+    checks: dict[str, Any] = Field(default_factory=dict, description="each rule's inputs and outcome")
+
+    @property
+    def label(self) -> str:
+        return "VALID" if self.valid else "INVALID"
+
+
+class Headline(_Model):
+    """The one figure a scenario is judged by (p90 for single-stream, throughput for offline …)."""
+
+    metric: str
+    value: float
+    unit: str
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class SweepPoint(_Model):
+    """Where a result sits in a sweep: which sweep, which point, which repeat."""
+
+    sweep_id: str
+    point_key: str = Field(description="canonical JSON of the point's axis values; the resume key")
+    axes: dict[str, Any] = Field(default_factory=dict)
+    index: int = 0
+    repeat: int | None = Field(None, description="process index when a point is repeated in N processes; None for the merged result")
+    processes: int = 1
+    executor: str = "local"
+    parallel: int = Field(1, description="points run at once; >1 means points disturbed each other's timing")
+
+
 class Result(_Model):
     schema_: str = Field(SCHEMA, alias="schema")
     id: str
@@ -136,6 +177,11 @@ class Result(_Model):
     timer: TimerInfo = Field(default_factory=TimerInfo)
     stop_reason: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict, description="user labels (--tag name=value)")
+    headline: Headline | None = None
+    verdict: Verdict | None = None
+    scenario_details: dict[str, Any] = Field(default_factory=dict, description="scenario facts: offered/achieved QPS, batches formed …")
+    sweep: SweepPoint | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -31,7 +31,7 @@ from .result import Result, load_result
 __all__ = ["Store", "RunSummary", "default_store_path", "new_id", "STORE_ENV_VAR", "SCHEMA_VERSION"]
 
 STORE_ENV_VAR = "INFERMETER_STORE"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_S = 30.0
 _FIX = f"pass --store PATH or set {STORE_ENV_VAR}"
 
@@ -170,8 +170,26 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX runs_spec ON runs (spec)")
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    # Sweeps (resume by point key) and user tags.
+    conn.execute("ALTER TABLE runs ADD COLUMN sweep_id TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN point_key TEXT")
+    conn.execute("CREATE INDEX runs_sweep ON runs (sweep_id, point_key)")
+    conn.execute(
+        """
+        CREATE TABLE tags (
+            run_id TEXT NOT NULL,
+            key    TEXT NOT NULL,
+            value  TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )
+        """
+    )
+    conn.execute("CREATE INDEX tags_key_value ON tags (key, value)")
+
+
 # _MIGRATIONS[v] takes a store at user_version v to v + 1. Append, never edit.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 
 def _iso_utc(dt: datetime) -> str:
@@ -306,7 +324,7 @@ class Store:
     def _resolve(self, id_or_prefix: str, column: str = "id") -> str:
         """The unique stored value of ``column`` equal to, or starting with, the argument."""
         key = id_or_prefix.strip()
-        noun = "run" if column == "id" else "invocation"
+        noun = {"id": "run", "invocation": "invocation", "sweep_id": "sweep"}[column]
         if not key:
             raise StoreError(f"an empty {noun} id matches nothing; list runs with infermeter runs list")
         if self._query(f"SELECT 1 FROM runs WHERE {column} = ? LIMIT 1", (key,)):
@@ -355,10 +373,17 @@ class Store:
             result.stop_reason,
             json.dumps(result.to_json_dict(), separators=(",", ":")),
         )
-        placeholders = ", ".join("?" * (len(_COLUMNS) + 1))
+        row += (result.sweep.sweep_id if result.sweep else None, result.sweep.point_key if result.sweep else None)
+        placeholders = ", ".join("?" * (len(_COLUMNS) + 3))
         with self._tx("save run") as conn:
             try:
-                conn.execute(f"INSERT INTO runs ({', '.join(_COLUMNS)}, json) VALUES ({placeholders})", row)
+                conn.execute(
+                    f"INSERT INTO runs ({', '.join(_COLUMNS)}, json, sweep_id, point_key) VALUES ({placeholders})", row
+                )
+                conn.executemany(
+                    "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)",
+                    [(result.id, k, v) for k, v in result.tags.items()],
+                )
             except sqlite3.IntegrityError as exc:
                 raise StoreError(
                     f"a run with id {result.id!r} is already in {self.path}; give the result a new id (infermeter.store.new_id())"
@@ -384,16 +409,26 @@ class Store:
         return [self._load(r[0], r[1]) for r in rows]
 
     def list(
-        self, limit: int | None = 50, spec: str | None = None, invocation: str | None = None
+        self,
+        limit: int | None = 50,
+        spec: str | None = None,
+        invocation: str | None = None,
+        *,
+        sweep: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        status: str | None = None,
     ) -> builtins.list[RunSummary]:
-        """Summaries, newest first; ``limit=None`` for all. Filters match exactly."""
-        where, params = [], []
-        if spec is not None:
-            where.append("spec = ?")
-            params.append(spec)
-        if invocation is not None:
-            where.append("invocation = ?")
-            params.append(invocation)
+        """Summaries, newest first; ``limit=None`` for all. Filters match exactly;
+        ``tags`` keeps runs that carry every one of the given name=value pairs."""
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        for column, value in (("spec", spec), ("invocation", invocation), ("sweep_id", sweep), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        for key, value in (tags or {}).items():
+            where.append("id IN (SELECT run_id FROM tags WHERE key = ? AND value = ?)")
+            params += [key, str(value)]
         sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -413,6 +448,38 @@ class Store:
         with self._tx("delete run") as conn:
             run_id = self._resolve(id_or_prefix)
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            conn.execute("DELETE FROM tags WHERE run_id = ?", (run_id,))
+        return run_id
+
+    def sweep(self, sweep_id: str) -> builtins.list[Result]:
+        """Every result of one sweep (a unique prefix works), in the order they were saved."""
+        sid = self._resolve(sweep_id, column="sweep_id")
+        rows = self._query("SELECT id, json FROM runs WHERE sweep_id = ? ORDER BY created, rowid", (sid,))
+        return [self._load(r[0], r[1]) for r in rows]
+
+    def done_points(self, sweep_id: str) -> set[str]:
+        """Point keys of a sweep that already have a finished (status ok) result: what a resumed sweep skips."""
+        rows = self._query(
+            "SELECT DISTINCT point_key FROM runs WHERE sweep_id = ? AND status = 'ok' AND point_key IS NOT NULL",
+            (sweep_id,),
+        )
+        return {r[0] for r in rows}
+
+    def set_tags(self, id_or_prefix: str, tags: Mapping[str, str]) -> str:
+        """Add or replace tags on a stored run (the JSON copy is updated too); returns the run id."""
+        with self._tx("tag run") as conn:
+            run_id = self._resolve(id_or_prefix)
+            text = conn.execute("SELECT json FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            result = self._load(run_id, text)
+            result.tags.update({str(k): str(v) for k, v in tags.items()})
+            conn.execute(
+                "UPDATE runs SET json = ? WHERE id = ?",
+                (json.dumps(result.to_json_dict(), separators=(",", ":")), run_id),
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?, ?, ?)",
+                [(run_id, str(k), str(v)) for k, v in tags.items()],
+            )
         return run_id
 
     def count(self) -> int:

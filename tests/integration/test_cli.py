@@ -200,3 +200,13 @@ def test_ctrl_c_keeps_finished_batch_sizes(tmp_path):
     with Store(tmp_path / "store.db") as st:
         statuses = sorted((s.batch_size, s.status) for s in st.list())
     assert statuses[0] == (1, "ok") and len(statuses) >= 2  # the interrupted point is kept too, as failed
+
+
+def test_tags_label_and_find_runs(tmp_path):
+    p = run(["bench", "spin:predict_200us", "--input", "x:float32[B,2]", "--tag", "branch=main", "--tag", "ci=1", *FAST], tmp_path)
+    assert p.returncode == 0, p.stderr
+    p2 = run(["bench", "spin:predict_200us", "--input", "x:float32[B,2]", "--tag", "branch=dev", *FAST], tmp_path)
+    assert p2.returncode == 0
+    listed = run(["runs", "list", "--tag", "branch=main"], tmp_path).stdout
+    assert listed.count("spin:predict_200us") == 1
+    one_line_error(run(["bench", "spin:predict_200us", "--input", "x:float32[B,2]", "--tag", "oops", *FAST], tmp_path), 2)

@@ -30,6 +30,7 @@ KeepGcOpt = Annotated[bool, typer.Option("--keep-gc", help="leave Python's garba
 HangTimeoutOpt = Annotated[
     float, typer.Option("--hang-timeout", min=1.0, help="seconds without progress (a call or the load that never returns) before giving up")
 ]
+TagOpt = Annotated[Optional[List[str]], typer.Option("--tag", help="label the runs: name=value (repeatable); find them with runs list --tag")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random inputs")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="write this invocation's results (schema infermeter.result/1)")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="results store (SQLite); default INFERMETER_STORE or the user data dir")]
@@ -50,3 +51,16 @@ def parse_fraction(text: str, flag: str) -> float:
     if not 0 < value < 1:
         raise UsageError(f"{flag} {text} must be between 0 and 100%")
     return value
+
+
+def parse_tags(items: Optional[List[str]]) -> dict[str, str]:
+    """``--tag branch=main --tag ci=1`` → {"branch": "main", "ci": "1"}."""
+    from ..errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"cannot read --tag '{item}'; expected NAME=VALUE such as --tag branch=main")
+        out[key.strip()] = value.strip()
+    return out
