@@ -282,6 +282,7 @@ def _run_point(
         phases=Phases(
             first_inference_s=outcome.first_call_s,
             warmup_iters=outcome.warmup_iters,
+            warmup_samples=[float(x) for x in outcome.warmup_samples_s],
             warmup_s=outcome.warmup_s,
             measure_s=outcome.measure_s,
         ),

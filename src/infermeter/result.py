@@ -97,6 +97,7 @@ class Phases(_Model):
     first_inference_s: float | None = Field(None, description="first (cold) call, synced")
     warmup_iters: int = 0
     warmup_s: float = 0.0
+    warmup_samples: list[float] = Field(default_factory=list, description="warm-up latencies, seconds, in call order")
     measure_s: float = 0.0
 
 
