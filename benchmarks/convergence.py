@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 
-from infermeter.bench import bench  # noqa: E402
+from infermeter.measure import bench  # noqa: E402
 from infermeter.inputs import make_batches  # noqa: E402
 from infermeter.models import load_model, require_inputs  # noqa: E402
 from infermeter.models.base import LoadOptions  # noqa: E402

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 
-from infermeter.bench import bench  # noqa: E402
+from infermeter.measure import bench  # noqa: E402
 from infermeter.stats import percentile  # noqa: E402
 from infermeter.timing.clocks import measure_timer_overhead  # noqa: E402
 from infermeter.timing.loop import LoopConfig, run_loop  # noqa: E402

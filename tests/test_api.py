@@ -14,7 +14,7 @@ EXPORTED = {
     "BackendUnavailable", "BenchInterrupted", "Env", "InfermeterError", "InputError", "InputSpec", "LoadOptions",
     "ModelLoadError", "ModelRunError", "OutputError", "Result", "Runner", "SCHEMA", "SpecError", "Store", "StoreError",
     "UsageError", "__version__", "bench", "capture_env", "compare_samples", "default_store_path", "describe_latency",
-    "list_zoo", "load_model", "load_result", "parse_input",
+    "list_zoo", "load_model", "load_result", "parse_input", "run_sweep",
 }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import infermeter
-from infermeter.bench import BenchInterrupted, bench
+from infermeter.measure import BenchInterrupted, bench
 from infermeter.errors import InputError, ModelRunError
 from infermeter.result import load_result
 from infermeter.store import Store

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "bench": "infermeter.bench",
-    "BenchInterrupted": "infermeter.bench",
+    "bench": "infermeter.measure",
+    "BenchInterrupted": "infermeter.measure",
     "Result": "infermeter.result",
     "load_result": "infermeter.result",
     "SCHEMA": "infermeter.result",
@@ -23,6 +23,7 @@ _EXPORTS = {
     "list_zoo": "infermeter.models",
     "Runner": "infermeter.models.base",
     "LoadOptions": "infermeter.models.base",
+    "run_sweep": "infermeter.sweep",
     "Store": "infermeter.store",
     "default_store_path": "infermeter.store",
     "capture_env": "infermeter.env",
@@ -57,7 +58,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .bench import BenchInterrupted, bench
+    from .measure import BenchInterrupted, bench
     from .env import Env, capture_env
     from .errors import (BackendUnavailable, InfermeterError, InputError, ModelLoadError, ModelRunError,
                          OutputError, SpecError, StoreError, UsageError)
@@ -67,3 +68,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import SCHEMA, Result, load_result
     from .stats import compare_samples, describe_latency
     from .store import Store, default_store_path
+    from .sweep import run_sweep

@@ -428,3 +428,492 @@ def compare_samples(
         ratio_p50=ratio_p50, ratio_p99=ratio_p99, p_value=p, significant=significant,
         verdict=verdict, method=method, n_a=int(a.size), n_b=int(b.size), confidence=confidence,
     )
+
+
+# ---------------------------------------------------------------- shapes for charts
+# The HTML/PNG report draws these; it computes no statistic itself.
+
+__all__ += ["Histogram", "histogram", "ecdf", "rolling_median", "rolling_window"]
+
+
+class Histogram(BaseModel):
+    """Bin counts over ``edges`` (len(counts) + 1 ascending edges, seconds); samples outside
+    [edges[0], edges[-1]] are not binned but counted in ``below`` / ``above`` so a chart can say so."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    counts: list[int]
+    edges: list[float]
+    below: int = 0
+    above: int = 0
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts) + self.below + self.above
+
+
+def histogram(
+    samples: _Samples,
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+    min_bins: int = 10,
+    max_bins: int = 120,
+) -> Histogram:
+    """Freedman-Diaconis bins (robust to the heavy tails latency has, unlike Sturges or
+    Scott) over [lower, upper] (default: min and max), clamped to min_bins..max_bins so a
+    tight distribution still shows a shape and a wide one stays readable."""
+    if min_bins < 1 or max_bins < min_bins:
+        raise ValueError(f"need 1 <= min_bins <= max_bins, got {min_bins}, {max_bins}")
+    x = _as_samples(samples, "latency samples")
+    lo = float(np.min(x)) if lower is None else float(lower)
+    hi = float(np.max(x)) if upper is None else float(upper)
+    if not hi >= lo:
+        raise ValueError(f"histogram range is empty: lower {lo} > upper {hi}")
+    inside = x[(x >= lo) & (x <= hi)]
+    if hi == lo:  # all samples equal: one bin of nominal width
+        half = abs(lo) * 1e-3 or 1e-9
+        edges = np.array([lo - half, lo + half])
+    else:
+        n_bins = max_bins
+        if inside.size >= 2:
+            q1, q3 = np.percentile(inside, [25, 75])
+            width = 2.0 * float(q3 - q1) / inside.size ** (1 / 3)
+            if width > 0:
+                n_bins = math.ceil((hi - lo) / width)
+        edges = np.linspace(lo, hi, min(max(n_bins, min_bins), max_bins) + 1)
+    counts, _ = np.histogram(inside, bins=edges)
+    return Histogram(
+        counts=[int(c) for c in counts],
+        edges=[float(e) for e in edges],
+        below=int(np.count_nonzero(x < lo)),
+        above=int(np.count_nonzero(x > hi)),
+    )
+
+
+def ecdf(samples: _Samples, max_points: int | None = None) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Empirical CDF as steps: the i-th smallest sample x(i) and F = i/n, the share of samples
+    <= it. Consistent with nearest rank: the p-th percentile is the first x(i) with F >= p/100.
+
+    ``max_points`` keeps that many evenly spaced ranks (always the first and the last), so a
+    chart of 10^6 samples stays small; every kept point is still an exact (x(i), i/n)."""
+    x = np.sort(_as_samples(samples, "latency samples"))
+    n = x.size
+    ranks = np.arange(1, n + 1)
+    if max_points is not None and n > max_points:
+        if max_points < 2:
+            raise ValueError(f"max_points must be at least 2, got {max_points}")
+        ranks = np.unique(np.linspace(1, n, max_points).round().astype(np.intp))
+    return x[ranks - 1], ranks / n
+
+
+def rolling_window(n: int) -> int:
+    """Default rolling-median window for n samples: about n/25 (so ~25 independent medians
+    span the run), odd so it centres on a sample, within 5..201, never more than n."""
+    if n < 1:
+        raise ValueError("a rolling window needs at least one sample")
+    w = min(max(n // 25, 5), 201)
+    w -= 1 - w % 2
+    return max(1, min(w, n if n % 2 else n - 1))
+
+
+def rolling_median(samples: _Samples, window: int | None = None) -> npt.NDArray[np.float64]:
+    """Centred rolling median, one value per sample: how the typical latency moved during a run
+    (drift, throttling, warm-up), insensitive to single slow calls as a rolling mean is not.
+    Near the ends the window is cut off by the end of the run (it keeps at least half a window
+    of samples), so the line spans the whole run without a single-sample wobble at its ends.
+    The median of an even-sized window is numpy's (the mean of the two middle samples)."""
+    x = _as_samples(samples, "latency samples")
+    n = x.size
+    w = rolling_window(n) if window is None else int(window)
+    if w < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    half = w // 2
+    out = np.empty(n)
+    if n > 2 * half:
+        view = np.lib.stride_tricks.sliding_window_view(x, 2 * half + 1)
+        chunk = max(1, 2_000_000 // (2 * half + 1))  # bounds memory for long runs
+        for start in range(0, view.shape[0], chunk):
+            med = np.median(view[start : start + chunk], axis=1)
+            out[half + start : half + start + med.size] = med
+    for i in list(range(min(half, n))) + list(range(max(n - half, half), n)):
+        out[i] = float(np.median(x[max(0, i - half) : i + half + 1]))
+    return out
+
+
+# ---------------------------------------------------------------- comparison of several statistics
+
+# The statistics whose candidate/baseline ratio ``compare_statistics`` estimates: a nearest-rank
+# percentile (its p) or the mean (None).
+RATIO_STATISTICS: dict[str, float | None] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9, "mean": None}
+
+SIGNIFICANCE_RULE = (
+    "a statistic differs significantly when the bootstrap CI of its candidate/baseline ratio excludes 1 "
+    "and |ratio - 1| >= min_effect; for p50 the two-sided Mann-Whitney U test must also reject at "
+    "1 - confidence (the rule of compare_samples). The rank test speaks to the centre of the "
+    "distributions, not to their tails or means, so for those the bootstrap CI alone is the test"
+)
+
+
+class StatisticRatio(BaseModel):
+    """One statistic of b over the same statistic of a (above 1: b is slower)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    statistic: str
+    ratio: Estimate
+    significant: bool
+    verdict: str
+
+
+class StatisticsComparison(BaseModel):
+    """b against a (a is the baseline) for several statistics from one bootstrap."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ratios: dict[str, StatisticRatio]
+    p_value: float
+    method: str
+    n_a: int
+    n_b: int
+    confidence: float
+    min_effect: float
+
+
+def _ratios_stat(names: tuple[str, ...]) -> Any:
+    """A vectorised statistic returning [stat(b)/stat(a) for each name] along ``axis``."""
+
+    def stat(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], axis: int = -1) -> npt.NDArray[np.float64]:
+        a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
+        pcts = [p for p in (RATIO_STATISTICS[n] for n in names) if p is not None]
+        ka = sorted({nearest_rank(a.shape[-1], p) - 1 for p in pcts})
+        kb = sorted({nearest_rank(b.shape[-1], p) - 1 for p in pcts})
+        pa = np.partition(a, ka, axis=-1) if ka else a
+        pb = np.partition(b, kb, axis=-1) if kb else b
+        out = []
+        for n in names:
+            p = RATIO_STATISTICS[n]
+            if p is None:
+                out.append(np.mean(b, axis=-1) / np.mean(a, axis=-1))
+            else:
+                out.append(pb[..., nearest_rank(b.shape[-1], p) - 1] / pa[..., nearest_rank(a.shape[-1], p) - 1])
+        return np.stack(out, axis=0)
+
+    return stat
+
+
+def compare_statistics(
+    a_s: _Samples,
+    b_s: _Samples,
+    statistics: tuple[str, ...] | list[str] = ("p50", "p99", "mean"),
+    *,
+    confidence: float = CONFIDENCE,
+    min_effect: float = 0.02,
+    seed: int = 0,
+    n_resamples: int = 2000,
+    max_samples: int = 5000,
+) -> StatisticsComparison:
+    """Ratios b/a of several statistics (names from ``RATIO_STATISTICS``), each with a percentile
+    bootstrap CI and a significance decision (``SIGNIFICANCE_RULE``). One bootstrap serves all
+    of them, so asking for the mean beside p50 and p99 costs little. With the same seed, p50 and
+    p99 come out as ``compare_samples`` gives them."""
+    _check_confidence(confidence)
+    names = tuple(dict.fromkeys(statistics))
+    unknown = [n for n in names if n not in RATIO_STATISTICS]
+    if unknown or not names:
+        raise ValueError(f"unknown statistic(s) {unknown or names}; choose from {', '.join(RATIO_STATISTICS)}")
+    if not 0.0 <= min_effect < 1.0:
+        raise ValueError(f"min_effect must be in [0, 1), got {min_effect}")
+    a, b = _as_samples(a_s, "baseline samples (a)"), _as_samples(b_s, "candidate samples (b)")
+    if a.size < 2 or b.size < 2:
+        raise ValueError("comparing needs at least 2 samples on each side")
+    if np.any(a <= 0) or np.any(b <= 0):
+        raise ValueError("latency samples must be positive to form ratios")
+    stat = _ratios_stat(names)
+    points = [float(v) for v in stat(a, b)]
+    kw: dict[str, Any] = dict(
+        n_resamples=n_resamples, vectorized=True, paired=False, method="percentile",
+        confidence_level=confidence, batch=max(1, 5_000_000 // max_samples),
+    )
+    data = (_thin(a, max_samples), _thin(b, max_samples))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate (constant) data: handled as missing bounds
+        kw["rng" if _BOOTSTRAP_HAS_RNG else "random_state"] = np.random.default_rng(seed)
+        boot = sps.bootstrap(data, stat, **kw)
+        p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    p = 1.0 if math.isnan(p) else p
+    lows, highs = (np.atleast_1d(v) for v in boot.confidence_interval)
+    ratios: dict[str, StatisticRatio] = {}
+    for i, (name, r) in enumerate(zip(names, points)):
+        lo, hi = float(lows[i]), float(highs[i])
+        est = Estimate(value=r, ci_low=lo if math.isfinite(lo) else None, ci_high=hi if math.isfinite(hi) else None)
+        excludes_one = (est.ci_low is not None and est.ci_low > 1.0) or (est.ci_high is not None and est.ci_high < 1.0)
+        significant = excludes_one and abs(r - 1.0) >= min_effect and (name != "p50" or p < 1.0 - confidence)
+        verdict = (
+            f"{abs(r - 1) * 100:.1f}% {'slower' if r > 1 else 'faster'} (significant)" if significant
+            else "no significant difference"
+        )
+        ratios[name] = StatisticRatio(statistic=name, ratio=est, significant=significant, verdict=verdict)
+    thinned = ""
+    if max(a.size, b.size) > max_samples:
+        thinned = f", each side thinned to {max_samples} evenly spaced order statistics"
+    method = (
+        f"ratio = statistic of b / of a (percentiles nearest-rank); {confidence:.0%} CI: percentile bootstrap "
+        f"(scipy.stats.bootstrap, {n_resamples} resamples, seed {seed}{thinned}); p-value: two-sided "
+        f"Mann-Whitney U; min effect {min_effect:.0%}; {SIGNIFICANCE_RULE}"
+    )
+    return StatisticsComparison(
+        ratios=ratios, p_value=p, method=method, n_a=int(a.size), n_b=int(b.size),
+        confidence=confidence, min_effect=min_effect,
+    )
+
+
+def inverse_ratio(ratio: Estimate, scale: float = 1.0) -> Estimate:
+    """``scale / ratio`` with its CI bounds inverted (and swapped): the throughput ratio from a
+    mean-latency ratio, since throughput = batch_size / mean latency (scale = ratio of batch sizes)."""
+    if ratio.value <= 0 or scale <= 0:
+        raise ValueError("ratios and scales must be positive to invert")
+    lo, hi = ratio.ci_low, ratio.ci_high
+    return Estimate(
+        value=scale / ratio.value,
+        ci_low=scale / hi if hi is not None and hi > 0 else None,
+        ci_high=scale / lo if lo is not None and lo > 0 else None,
+    )
+
+
+__all__ += ["RATIO_STATISTICS", "SIGNIFICANCE_RULE", "StatisticRatio", "StatisticsComparison", "compare_statistics", "inverse_ratio"]
+
+
+# ---------------------------------------------------------------- between-process spread
+
+
+class ProcessSpread(BaseModel):
+    """How much a figure moves between fresh processes of the same measurement (sweep ``--processes N``).
+
+    Memory layout, allocator state and thread placement are fixed for the life of a
+    process, so samples within one process are not independent of it: two processes
+    can disagree by more than either one's CI admits. This says whether they did.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    processes: int
+    counts: list[int]
+    medians: list[float]
+    median_of_medians: float
+    min_median: float
+    max_median: float
+    range_rel: float
+    cv_of_medians: float | None
+    within_halfwidth_rel: float | None
+    p_value: float | None
+    significant: bool
+    method: str
+    warnings: list[str]
+
+
+PROCESS_SPREAD_METHOD = (
+    "per process: nearest-rank median; range_rel = (max - min) / median of the process medians; "
+    "cv_of_medians = std (ddof=1) / mean of the process medians; within_halfwidth_rel = the largest "
+    "relative half-width of a process's own 95% median CI (distribution-free); p_value: Kruskal-Wallis H "
+    "test that all processes draw from one distribution; significant when p < 1 - confidence and "
+    "range_rel >= DRIFT_MIN_REL and range_rel exceeds twice within_halfwidth_rel"
+)
+
+
+def process_spread(groups: list[_Samples], confidence: float = CONFIDENCE) -> ProcessSpread:
+    """Between-process spread of the median, from each process's latency samples (one group per process)."""
+    _check_confidence(confidence)
+    arrays = [_as_samples(g, f"samples of process {i}") for i, g in enumerate(groups)]
+    if not arrays:
+        raise ValueError("process_spread needs the samples of at least one process")
+    sorted_arrays = [np.sort(a) for a in arrays]
+    medians = [percentile_sorted(s, 50) for s in sorted_arrays]
+    mom = float(np.median(medians))
+    lo, hi = min(medians), max(medians)
+    range_rel = (hi - lo) / mom if mom > 0 else 0.0
+    cv = None
+    if len(medians) > 1:
+        mean = float(np.mean(medians))
+        cv = float(np.std(medians, ddof=1)) / mean if mean > 0 else 0.0
+    halfwidths = [median_ci_halfwidth_rel(s, confidence) for s in sorted_arrays]
+    finite = [h for h in halfwidths if math.isfinite(h)]
+    within = max(finite) if finite else None
+    p: float | None = None
+    if len(arrays) > 1 and all(a.size >= 2 for a in arrays):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p = float(sps.kruskal(*arrays).pvalue)
+        except ValueError:  # every value identical
+            p = 1.0
+        if math.isnan(p):
+            p = 1.0
+    significant = bool(
+        p is not None and p < 1.0 - confidence and range_rel >= DRIFT_MIN_REL
+        and (within is None or range_rel > 2 * within)
+    )
+    notes: list[str] = []
+    if significant:
+        notes.append(
+            f"between-process spread: the medians of {len(arrays)} fresh processes range from {_ms(lo)} to {_ms(hi)} "
+            f"({range_rel * 100:.1f}% of their median), more than each process's own CI allows"
+            + (f" (±{within * 100:.1f}%)" if within is not None else "")
+            + "; process state (memory layout, allocator) matters here: report the merged figures and use more --processes"
+        )
+    return ProcessSpread(
+        processes=len(arrays), counts=[int(a.size) for a in arrays], medians=medians, median_of_medians=mom,
+        min_median=lo, max_median=hi, range_rel=range_rel, cv_of_medians=cv, within_halfwidth_rel=within,
+        p_value=p, significant=significant, method=PROCESS_SPREAD_METHOD, warnings=notes,
+    )
+
+
+__all__ += ["ProcessSpread", "PROCESS_SPREAD_METHOD", "process_spread"]
+
+
+# ---------------------------------------------------------------- scenario verdicts (early stopping), offline, server
+# MLPerf LoadGen's early-stopping rule generalised to any percentile, and the
+# figures the multi-stream, offline and server scenarios report.
+
+__all__ += [
+    "EARLY_STOPPING_CONFIDENCE", "EARLY_STOPPING_RULE", "EarlyStopping", "early_stopping_min_passing",
+    "early_stopping", "offline_throughput", "completed_per_second", "brief_summary",
+]
+
+from pydantic import Field  # noqa: E402  (this section's models document their fields)
+
+EARLY_STOPPING_CONFIDENCE = 0.99
+EARLY_STOPPING_RULE = (
+    "LoadGen early stopping (loadgen/early_stopping.cc, results.cc), any percentile p: a query is "
+    "'over' when its latency exceeds the bound (server) or the estimate (single/multi-stream). With t "
+    "queries over, h(t) is the fewest queries under it such that P(Binomial(h + t, 1 - p/100) <= t) "
+    "= I_{p/100}(h, t + 1) <= 1 - confidence, i.e. so few over-queries would be this unlikely if the "
+    "true p-th percentile were above the bound. With a bound: passed when n >= h(t) + t, t counted. "
+    "Without one: passed when n >= h(1) + 1; the estimate is the t-th largest latency for the largest "
+    "t with h(t) + t <= n, a value the true p-th percentile stays under at that confidence. h(0) is "
+    "min_samples_for_percentile (459 for p99 at 0.99); h(1) + 1 is 64 for p90 and 662 for p99"
+)
+
+
+@lru_cache(maxsize=8192)
+def early_stopping_min_passing(t: int, p: float, confidence: float = EARLY_STOPPING_CONFIDENCE) -> int:
+    """LoadGen's ``MinPassingQueriesFinder`` (tolerance 0): the fewest queries under the latency
+    that, beside ``t`` queries over it, show at ``confidence`` that the p-th percentile is under it.
+
+    The smallest h with I_q(h, t + 1) <= 1 - confidence, q = p/100 (I the regularised incomplete
+    beta: the binomial CDF of t over-queries in h + t). Exponential bracketing, then bisection:
+    the odds fall monotonically in h.
+    """
+    from scipy.special import betainc
+
+    _check_confidence(confidence)
+    if not 0.0 < p < 100.0:
+        raise ValueError(f"percentile must be in (0, 100), got {p}")
+    if t < 0:
+        raise ValueError(f"the count of over-latency queries must be >= 0, got {t}")
+    q, alpha = p / 100.0, 1.0 - confidence
+
+    def odds(h: int) -> float:
+        return float(betainc(h, t + 1, q))
+
+    lo, hi = 1, max(2, math.ceil(t * q / (1 - q)))
+    while odds(hi) > alpha:
+        lo, hi = hi + 1, hi * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if odds(mid) <= alpha:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+class EarlyStopping(BaseModel):
+    """The outcome of :func:`early_stopping` (rule: ``EARLY_STOPPING_RULE``), with its inputs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    passed: bool
+    percentile: float
+    confidence: float
+    n: int = Field(description="queries judged")
+    over: int = Field(description="t: queries over the bound, or discarded above the estimate")
+    needed: int = Field(description="queries the rule needs for this t: h(t) + t (h(1) + 1 without a bound)")
+    bound: float | None = Field(None, description="the latency bound judged against (s), if any")
+    estimate: float | None = Field(None, description="without a bound: the early-stopping p-th percentile estimate (s)")
+
+
+def early_stopping(
+    latencies_s: _Samples, p: float, *, bound_s: float | None = None, confidence: float = EARLY_STOPPING_CONFIDENCE
+) -> EarlyStopping:
+    """LoadGen's early-stopping test of a p-th percentile claim (``EARLY_STOPPING_RULE``).
+
+    With ``bound_s`` (server): do the latencies show, at ``confidence``, that the true p-th
+    percentile is within the bound? Without (single-/multi-stream): are there enough queries
+    for an early-stopping estimate, and what is it?
+    """
+    x = np.sort(_as_samples(latencies_s, "latency samples"))
+    n = int(x.size)
+    if bound_s is not None:
+        t = int(n - np.searchsorted(x, bound_s, side="right"))
+        needed = early_stopping_min_passing(t, p, confidence) + t
+        return EarlyStopping(passed=n >= needed, percentile=p, confidence=confidence, n=n, over=t,
+                             needed=needed, bound=float(bound_s))
+    needed = early_stopping_min_passing(1, p, confidence) + 1
+    if n < needed:
+        return EarlyStopping(passed=False, percentile=p, confidence=confidence, n=n, over=0, needed=needed)
+    lo, hi = 1, n  # largest t with h(t) + t <= n; h(t) + t grows with t
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if early_stopping_min_passing(mid, p, confidence) + mid <= n:
+            lo = mid
+        else:
+            hi = mid - 1
+    return EarlyStopping(passed=True, percentile=p, confidence=confidence, n=n, over=lo, needed=needed,
+                         estimate=float(x[n - lo]))
+
+
+def offline_throughput(
+    total_samples: int, wall_s: float, batch_latencies_s: _Samples, confidence: float = CONFIDENCE
+) -> Throughput:
+    """Offline throughput: every sample over the wall time of the whole run (LoadGen: sample
+    count / the last completion). The CI scales it by the per-batch mean latency's Student-t
+    CI (relative), since the run is back-to-back batches and its length their sum."""
+    if total_samples < 1 or not wall_s > 0:
+        raise ValueError(f"offline throughput needs samples >= 1 and a positive wall time, got {total_samples}, {wall_s}")
+    value = total_samples / wall_s
+    x = _as_samples(batch_latencies_s, "batch latencies")
+    m = float(np.mean(x))
+    lo, hi = mean_ci(x, confidence)
+    return Throughput(
+        samples_per_s=Estimate(
+            value=value,
+            ci_low=value * m / hi if hi is not None and hi > 0 else None,
+            ci_high=value * m / lo if lo is not None and lo > 0 else None,
+        ),
+        method=(
+            "total samples / wall time of the whole run; CI: that figure scaled by the per-batch mean "
+            f"latency's {confidence:.0%} Student-t CI (relative), bounds inverted"
+        ),
+    )
+
+
+def completed_per_second(done_s: _Samples) -> float:
+    """LoadGen's server "completed samples per second": (n - 1) / the last completion, times
+    from the start of the run (the last completion is the open end of [start, end))."""
+    x = _as_samples(done_s, "completion times")
+    last = float(np.max(x))
+    if x.size < 2 or last <= 0:
+        return 0.0
+    return (x.size - 1) / last
+
+
+def brief_summary(samples_s: _Samples) -> dict[str, float | int]:
+    """count, mean and nearest-rank p50/p90/p99/max: for secondary figures (schedule lag, queue
+    and compute time) that need no CI."""
+    x = _as_samples(samples_s)
+    s = np.sort(x)
+    return {
+        "count": int(s.size), "mean": float(np.mean(s)), "p50": percentile_sorted(s, 50),
+        "p90": percentile_sorted(s, 90), "p99": percentile_sorted(s, 99), "max": float(s[-1]),
+    }

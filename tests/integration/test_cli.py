@@ -210,3 +210,17 @@ def test_tags_label_and_find_runs(tmp_path):
     listed = run(["runs", "list", "--tag", "branch=main"], tmp_path).stdout
     assert listed.count("spin:predict_200us") == 1
     one_line_error(run(["bench", "spin:predict_200us", "--input", "x:float32[B,2]", "--tag", "oops", *FAST], tmp_path), 2)
+
+
+def test_reproduce_line_of_a_scenario_run_runs_again(tmp_path):
+    import shlex
+
+    p = run(["bench", "spin:predict_200us", "--input", "x:float32[B,2]", "--scenario", "multi-stream",
+             "--samples-per-query", "4", "--tag", "k=v", *FAST], tmp_path)
+    assert p.returncode == 0, p.stderr
+    rid = [s for s in run(["runs", "list"], tmp_path).stdout.split() if len(s) == 12 and s.isalnum()][0]
+    line = next(ln for ln in run(["runs", "show", rid], tmp_path).stdout.splitlines() if ln.startswith("reproduce: "))
+    argv = shlex.split(line.removeprefix("reproduce: "))
+    assert "--scenario" in argv and "--samples-per-query" in argv and "--batch" not in argv
+    again = run([*argv[1:], "--max-time", "1", "--quiet"], tmp_path)
+    assert again.returncode == 0, again.stderr

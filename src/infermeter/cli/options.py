@@ -31,11 +31,39 @@ HangTimeoutOpt = Annotated[
     float, typer.Option("--hang-timeout", min=1.0, help="seconds without progress (a call or the load that never returns) before giving up")
 ]
 TagOpt = Annotated[Optional[List[str]], typer.Option("--tag", help="label the runs: name=value (repeatable); find them with runs list --tag")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random inputs")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random inputs and of the server scenario's arrivals")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="write this invocation's results (schema infermeter.result/1)")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="results store (SQLite); default INFERMETER_STORE or the user data dir")]
 NoSaveOpt = Annotated[bool, typer.Option("--no-save", help="do not save the runs to the store")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+
+# Scenarios (scenarios/settings.py checks them; a setting of another scenario is a usage error)
+ScenarioOpt = Annotated[
+    str, typer.Option("--scenario", "-s", help="single-stream (p90 latency) | multi-stream (p99 per query) | offline (throughput) | server (open-loop QPS)")
+]
+SamplesPerQueryOpt = Annotated[Optional[int], typer.Option("--samples-per-query", help="multi-stream: rows per query (default: 8)")]
+OfflineSamplesOpt = Annotated[
+    Optional[int], typer.Option("--offline-samples", help="offline: samples to run (default: enough for --min-duration)")
+]
+QpsOpt = Annotated[Optional[float], typer.Option("--qps", help="server: offered queries per second (Poisson arrivals, seeded by --seed)")]
+MaxBatchOpt = Annotated[Optional[int], typer.Option("--max-batch", help="server: queries batched into one model call at most (default: 1)")]
+MaxWaitOpt = Annotated[
+    Optional[float], typer.Option("--max-wait-ms", help="server: wait at most this after a batch's first query for more (default: 0)")
+]
+LatencyBoundOpt = Annotated[
+    Optional[float], typer.Option("--latency-bound-ms", help="server: the target-percentile latency must stay within this")
+]
+TargetPercentileOpt = Annotated[
+    Optional[float], typer.Option("--target-percentile", help="percentile judged (default: 90 single-stream, 99 multi-stream and server)")
+]
+MinDurationOpt = Annotated[
+    Optional[float],
+    typer.Option("--min-duration", help="seconds a VALID run lasts at least (default: 5 for server and offline; single/multi-stream: --min-time)"),
+]
+MinQueriesOpt = Annotated[Optional[int], typer.Option("--min-queries", help="queries a VALID run issues at least (default: 100; offline 1)")]
+FindPeakOpt = Annotated[bool, typer.Option("--find-peak", help="server: search the highest QPS that stays VALID under --latency-bound-ms")]
+PeakStepsOpt = Annotated[Optional[int], typer.Option("--peak-steps", help="--find-peak: server runs at most (default: 8)")]
+PeakTimeOpt = Annotated[Optional[float], typer.Option("--peak-time", help="--find-peak: seconds at most (default: 180)")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
 

@@ -1,4 +1,4 @@
-"""``infermeter runs …`` and ``infermeter compare``: what the store holds."""
+"""``infermeter runs …`` and ``infermeter compare``: what the store holds, and runs side by side."""
 
 from __future__ import annotations
 
@@ -107,34 +107,64 @@ def runs_rm(
 @app.command()
 @handle_errors
 def compare(
-    baseline: Annotated[str, typer.Argument(help="baseline run id")],
-    candidate: Annotated[str, typer.Argument(help="candidate run id")],
+    run_ids: Annotated[
+        Optional[List[str]], typer.Argument(help="run ids (unique prefixes) or NAME=VALUE tags; the first is the baseline")
+    ] = None,
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="compare the points of this sweep (rows = points)")] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="baseline run id (default: the first run or point)")] = None,
+    columns: Annotated[
+        Optional[str],
+        typer.Option("--columns", help="comma-separated: p50,p90,p95,p99,p999,mean,throughput (value + ratio), "
+                     "spec,backend,device,batch,scenario,status,count,created,tags,headline,p"),
+    ] = None,
     min_effect: Annotated[str, typer.Option("--min-effect", help="smallest ratio change called a difference")] = "2%",
     json_out: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
     store: StoreOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Compare two runs: ratio of medians and of p99 with 95% CIs, and significance."""
-    import json
+    """Compare runs (or a sweep's points) with a baseline: values and ratios with 95% CIs, and significance.
 
+    Significance: the bootstrap CI of the ratio excludes 1 and the change is at least --min-effect
+    (for p50 a Mann-Whitney U test must reject too), so identical code is not called different.
+    Runs without samples (failed) are shown but not tested.
+    """
     from rich.console import Console
 
+    from ..compare import METRICS, compare_runs, get_run, get_sweep_points, resolve_runs
     from ..errors import UsageError
-    from ..report.console import render_comparison
-    from ..stats import compare_samples
+    from ..report.compare import COLUMNS, render_comparison_table
 
     effect = parse_fraction(min_effect, "--min-effect")
+    default = "count,p50,p99,throughput" if sweep and not run_ids else "spec,batch,count,p50,p99,throughput"
+    cols = [c.strip() for c in (columns or default).split(",") if c.strip()]
+    bad = [c for c in cols if c not in COLUMNS]
+    if bad or not cols:
+        raise UsageError(f"unknown --columns {', '.join(bad) or '(none)'}; choose from {', '.join(COLUMNS)}")
+    if not run_ids and not sweep:
+        raise UsageError("give run ids to compare (the first is the baseline) or --sweep SWEEP_ID")
     with open_store(store) as st:
-        a, b = st.get(baseline), st.get(candidate)
-    for r in (a, b):
-        if r.latency is None or len(r.latency.samples) < 2:
-            raise UsageError(f"run {r.id} has no latency samples to compare; compare runs that finished")
-    cmp = compare_samples(a.latency.samples, b.latency.samples, min_effect=effect)  # type: ignore[union-attr]
+        results = resolve_runs(st, run_ids or [])
+        if sweep:
+            results += get_sweep_points(st, sweep)
+        unique = list({r.id: r for r in results}.values())
+        base: int | str = 0
+        if baseline is not None:
+            extra = get_run(st, baseline)
+            base = extra.id
+            if extra.id not in {r.id for r in unique}:
+                unique.insert(0, extra)
+    metrics = [c for c in cols if c in METRICS]
+    if len(unique) == 2:  # the two-run summary always reports p50 and p99
+        metrics = list(dict.fromkeys([*metrics, "p50", "p99"]))
+    table = compare_runs(unique, base, metrics or ["p50"], min_effect=effect)
     if json_out:
-        data = cmp.model_dump() if hasattr(cmp, "model_dump") else dict(vars(cmp))
-        typer.echo(json.dumps({"baseline": a.id, "candidate": b.id, **data}, indent=2, default=str))
+        import json
+
+        doc = table.model_dump(mode="json")
+        doc.update(table.pair_summary() or {})
+        typer.echo(json.dumps(doc, indent=2))
         return
-    render_comparison(a, b, cmp, Console(highlight=False))
+    render_comparison_table(table, cols, Console(highlight=False))
 
 
 def reproduce_command(r: Any) -> str:
@@ -142,7 +172,26 @@ def reproduce_command(r: Any) -> str:
     import shlex
 
     c = r.config
-    parts = ["infermeter", "bench", r.model.spec, "--batch", str(r.batch_size)]
+    scenario = c.get("scenario", r.scenario) or "single-stream"
+    parts = ["infermeter", "bench", r.model.spec]
+    if scenario != "multi-stream":  # there the batch is the samples per query
+        parts += ["--batch", str(r.batch_size)]
+    if scenario != "single-stream":
+        parts += ["--scenario", scenario]
+    flags = {
+        "samples_per_query": "--samples-per-query", "offline_samples": "--offline-samples", "qps": "--qps",
+        "max_batch": "--max-batch", "max_wait_ms": "--max-wait-ms", "latency_bound_ms": "--latency-bound-ms",
+        "target_percentile": "--target-percentile", "min_duration_s": "--min-duration", "min_queries": "--min-queries",
+        "peak_steps": "--peak-steps", "peak_time_s": "--peak-time",
+    }
+    requested = c.get("requested") or {}
+    for key, flag in flags.items():
+        if requested.get(key) is not None:
+            parts += [flag, str(requested[key])]
+    if requested.get("find_peak"):
+        parts.append("--find-peak")
+    for k, v in (r.tags or {}).items():
+        parts += ["--tag", f"{k}={v}"]
     for s in c.get("inputs") or []:
         parts += ["--input", s]
     for k, v in (c.get("dims") or {}).items():
