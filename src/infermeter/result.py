@@ -2,7 +2,7 @@
 
 Results are data (torch.utils.benchmark's ``Measurement``): raw samples and a
 frozen description of what was measured; statistics are derived from them by
-``stats.py`` and stored beside them; rendering lives in ``report/``.
+``stats`` and stored beside them; rendering lives in ``report/``.
 
 Units: seconds everywhere in the object and in JSON; the console shows ms.
 

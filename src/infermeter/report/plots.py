@@ -6,7 +6,7 @@ a title, a caption saying what it shows, and a function that draws it on a fresh
 leak; rcParams are set only inside ``rc_context`` while a chart is drawn and saved.
 
 matplotlib is the ``report`` extra and is imported here lazily, on first use. Charts read
-:class:`Result` objects and ``stats.py``; they compute no statistic themselves. Seconds in the
+:class:`Result` objects and ``stats``; they compute no statistic themselves. Seconds in the
 data, milliseconds on the axes.
 """
 

@@ -1,7 +1,7 @@
 """Charts of one run: its latency distribution (histogram + ECDF) and its timeline.
 
 Percentile markers and their CI bands come from the stored ``Estimate`` values; the
-histogram bins, ECDF steps and rolling median come from ``stats.py``.
+histogram bins, ECDF steps and rolling median come from ``stats``.
 """
 
 from __future__ import annotations

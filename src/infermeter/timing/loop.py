@@ -184,7 +184,7 @@ def _empty() -> npt.NDArray[np.float64]:
 
 @dataclass
 class LoopOutcome:
-    """What one loop measured. Raw data, not statistics: ``stats.py`` derives
+    """What one loop measured. Raw data, not statistics: ``stats`` derives
     the figures.
 
     ``samples_s``: seconds per call of the measure phase, one per call, or one
