@@ -30,7 +30,6 @@ from .compare import (
     Comparison,
     StatisticRatio,
     StatisticsComparison,
-    _ratio_stat,
     _ratios_stat,
     _thin,
     compare_samples,
@@ -81,7 +80,7 @@ from .spread import PROCESS_SPREAD_METHOD, ProcessSpread, process_spread
 # Private helpers other modules and tests reach through ``infermeter.stats``.
 _PRIVATE_REEXPORTS = (
     _as_samples, _Bound, _check_confidence, _ms, _Samples, _ci_ranks,
-    _BOOTSTRAP_HAS_RNG, _ratio_stat, _ratios_stat, _thin,
+    _BOOTSTRAP_HAS_RNG, _ratios_stat, _thin,
 )
 
 __all__ = [

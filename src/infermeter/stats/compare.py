@@ -48,16 +48,6 @@ def _thin(x: npt.NDArray[np.float64], cap: int) -> npt.NDArray[np.float64]:
     return s[np.linspace(0, s.size - 1, cap).round().astype(np.intp)]
 
 
-def _ratio_stat(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], axis: int = -1) -> npt.NDArray[np.float64]:
-    """[p50(b)/p50(a), p99(b)/p99(a)], nearest-rank, vectorised along ``axis`` for the bootstrap."""
-    a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
-    ka = [nearest_rank(a.shape[-1], 50) - 1, nearest_rank(a.shape[-1], 99) - 1]
-    kb = [nearest_rank(b.shape[-1], 50) - 1, nearest_rank(b.shape[-1], 99) - 1]
-    pa = np.moveaxis(np.partition(a, ka, axis=-1)[..., ka], -1, 0)
-    pb = np.moveaxis(np.partition(b, kb, axis=-1)[..., kb], -1, 0)
-    return pb / pa
-
-
 def compare_samples(
     a_s: _Samples,
     b_s: _Samples,
@@ -71,51 +61,17 @@ def compare_samples(
     """Is b faster or slower than a, and by how much? Three gates must all pass before we say
     "significant": the rank test rejects, the bootstrap CI of the median ratio excludes 1,
     and the effect is at least ``min_effect`` (with 10^5 samples, 0.3% is "significant" but
-    not worth reporting)."""
-    _check_confidence(confidence)
-    a, b = _as_samples(a_s, "baseline samples (a)"), _as_samples(b_s, "candidate samples (b)")
-    if a.size < 2 or b.size < 2:
-        raise ValueError("comparing needs at least 2 samples on each side")
-    if np.any(a <= 0) or np.any(b <= 0):
-        raise ValueError("latency samples must be positive to form ratios")
-    r50, r99 = (float(v) for v in _ratio_stat(a, b))
-    kw: dict[str, Any] = dict(
-        n_resamples=n_resamples, vectorized=True, paired=False, method="percentile",
-        confidence_level=confidence, batch=max(1, 5_000_000 // max_samples),  # bounds memory
+    not worth reporting). The p50 and p99 ratios of :func:`compare_statistics`, which holds
+    the one implementation."""
+    c = compare_statistics(
+        a_s, b_s, ("p50", "p99"), confidence=confidence, min_effect=min_effect, seed=seed,
+        n_resamples=n_resamples, max_samples=max_samples,
     )
-    data = (_thin(a, max_samples), _thin(b, max_samples))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # degenerate (constant) data: handled as missing bounds
-        kw["rng" if _BOOTSTRAP_HAS_RNG else "random_state"] = np.random.default_rng(seed)
-        boot = sps.bootstrap(data, _ratio_stat, **kw)
-        p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    p = 1.0 if math.isnan(p) else p
-    lows, highs = boot.confidence_interval
-
-    def est(v: float, i: int) -> Estimate:
-        lo, hi = float(lows[i]), float(highs[i])
-        return Estimate(value=v, ci_low=lo if math.isfinite(lo) else None, ci_high=hi if math.isfinite(hi) else None)
-
-    ratio_p50, ratio_p99 = est(r50, 0), est(r99, 1)
-    lo, hi = ratio_p50.ci_low, ratio_p50.ci_high
-    excludes_one = (lo is not None and lo > 1.0) or (hi is not None and hi < 1.0)
-    significant = p < 1.0 - confidence and excludes_one and abs(r50 - 1.0) >= min_effect
-    if significant:
-        verdict = f"candidate is {abs(r50 - 1) * 100:.1f}% {'slower' if r50 > 1 else 'faster'} (significant)"
-    else:
-        verdict = "no significant difference"
-    thinned = ""
-    if max(a.size, b.size) > max_samples:
-        thinned = f", each side thinned to {max_samples} evenly spaced order statistics"
-    method = (
-        f"ratio = nearest-rank percentile of b / of a; {confidence:.0%} CI: percentile bootstrap "
-        f"(scipy.stats.bootstrap, {n_resamples} resamples, seed {seed}{thinned}); p-value: two-sided "
-        f"Mann-Whitney U; significant when p < {1 - confidence:.2g}, the p50 ratio CI excludes 1 "
-        f"and |ratio - 1| >= {min_effect:.0%}"
-    )
+    r50 = c.ratios["p50"]
+    verdict = f"candidate is {r50.verdict}" if r50.significant else r50.verdict
     return Comparison(
-        ratio_p50=ratio_p50, ratio_p99=ratio_p99, p_value=p, significant=significant,
-        verdict=verdict, method=method, n_a=int(a.size), n_b=int(b.size), confidence=confidence,
+        ratio_p50=r50.ratio, ratio_p99=c.ratios["p99"].ratio, p_value=c.p_value, significant=r50.significant,
+        verdict=verdict, method=c.method, n_a=c.n_a, n_b=c.n_b, confidence=confidence,
     )
 
 
