@@ -14,7 +14,7 @@ from rich.table import Table
 from ..result import Estimate, Result
 
 __all__ = [
-    "ms", "estimate", "render_results", "render_scenario", "render_peak", "render_runs", "render_comparison",
+    "ms", "estimate", "render_results", "render_scenario", "render_peak", "render_runs",
     "render_zoo", "render_env", "size",
 ]
 
@@ -233,24 +233,6 @@ def render_runs(rows: Sequence[Any], console: Console) -> None:
             ms(s.p50_s), ms(s.p99_s), s.stop_reason or "–",
         )
     console.print(table)
-
-
-def render_comparison(a: Result, b: Result, cmp: Any, console: Console) -> None:
-    table = Table(title=f"{b.id} vs baseline {a.id}", title_justify="left")
-    for col in ("", "baseline", "candidate", "ratio (candidate/baseline) [95% CI]"):
-        table.add_column(col, justify="right")
-    la, lb = a.latency, b.latency
-    table.add_row("spec", a.model.spec, b.model.spec, "")
-    table.add_row("batch", str(a.batch_size), str(b.batch_size), "")
-    table.add_row("samples", f"{la.count:,}" if la else "0", f"{lb.count:,}" if lb else "0", "")
-    table.add_row("p50", estimate(la.p50) if la else "–", estimate(lb.p50) if lb else "–",
-                  estimate(cmp.ratio_p50, lambda x: f"{x:.4f}"))
-    table.add_row("p99", estimate(la.p99) if la else "–", estimate(lb.p99) if lb else "–",
-                  estimate(cmp.ratio_p99, lambda x: f"{x:.4f}"))
-    console.print(table)
-    console.print(f"Mann-Whitney U p = {cmp.p_value:.3g}; {cmp.verdict}")
-    if getattr(cmp, "method", ""):
-        console.print(f"[dim]{cmp.method}[/dim]")
 
 
 def render_zoo(entries: Sequence[Any], console: Console) -> None:
