@@ -182,7 +182,7 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     finally:
         conn.close()
     # Reopening an existing store migrates nothing and keeps data.
@@ -399,3 +399,18 @@ def test_v1_store_is_migrated_in_place(tmp_path):
         r = make_result(id=new_id()).model_copy(update={"tags": {"k": "v"}})
         st.save(r)
         assert [x.id for x in st.list(tags={"k": "v"})] == [r.id]
+
+
+def test_hardware_profiles_keep_history_and_return_the_newest(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    store = Store(tmp_path / "s.db")
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert store.hardware() is None
+    store.save_hardware("box", "name: box\nv: 1\n", created=t0)
+    store.save_hardware("box", "name: box\nv: 2\n", created=t0 + timedelta(hours=1))
+    store.save_hardware("other", "name: other\n", created=t0 - timedelta(hours=1))
+    assert store.hardware("box") == "name: box\nv: 2\n"
+    assert store.hardware() == "name: box\nv: 2\n"
+    assert store.hardware("missing") is None
+    assert [n for n, _ in store.list_hardware()] == ["box", "box", "other"]

@@ -8,7 +8,8 @@ Units: seconds everywhere in the object and in JSON; the console shows ms.
 
 Schema history (``SCHEMA``):
   infermeter.result/1 — first version. Later additions are optional fields with
-  defaults (tags, verdict, headline, scenario_details, sweep), so every /1
+  defaults (tags, verdict, headline, scenario_details, sweep, op_profile,
+  prediction), so every /1
   document written before them still loads.
 """
 
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .env import Env
+from .predict.schema import OpProfile, Prediction
 
 __all__ = [
     "SCHEMA",
@@ -183,6 +185,8 @@ class Result(_Model):
     verdict: Verdict | None = None
     scenario_details: dict[str, Any] = Field(default_factory=dict, description="scenario facts: offered/achieved QPS, batches formed …")
     sweep: SweepPoint | None = None
+    op_profile: OpProfile | None = Field(None, description="per-operator time (infermeter profile)")
+    prediction: Prediction | None = Field(None, description="predicted figures (infermeter predict)")
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

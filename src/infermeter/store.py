@@ -31,7 +31,7 @@ from .result import Result, load_result
 __all__ = ["Store", "RunSummary", "default_store_path", "new_id", "STORE_ENV_VAR", "SCHEMA_VERSION"]
 
 STORE_ENV_VAR = "INFERMETER_STORE"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _BUSY_TIMEOUT_S = 30.0
 _FIX = f"pass --store PATH or set {STORE_ENV_VAR}"
 
@@ -188,8 +188,26 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX tags_key_value ON tags (key, value)")
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    # Calibrated hardware profiles (``infermeter calibrate``), kept as YAML text.
+    conn.execute(
+        """
+        CREATE TABLE hardware (
+            name     TEXT NOT NULL,
+            created  TEXT NOT NULL,
+            yaml     TEXT NOT NULL,
+            PRIMARY KEY (name, created)
+        )
+        """
+    )
+
+
 # _MIGRATIONS[v] takes a store at user_version v to v + 1. Append, never edit.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _migrate_0_to_1,
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def _iso_utc(dt: datetime) -> str:
@@ -484,6 +502,26 @@ class Store:
 
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM runs")[0][0])
+
+    # ------------------------------------------------------------------ hardware profiles
+
+    def save_hardware(self, name: str, yaml_text: str, created: datetime | None = None) -> None:
+        """Keep a calibrated hardware profile (YAML text) under ``name``; older ones stay."""
+        when = _iso_utc(created or datetime.now(timezone.utc))
+        with self._tx(f"save hardware profile {name}") as conn:
+            conn.execute("INSERT OR REPLACE INTO hardware (name, created, yaml) VALUES (?, ?, ?)", (name, when, yaml_text))
+
+    def hardware(self, name: str | None = None) -> str | None:
+        """The newest profile's YAML text (of ``name``, or of any name); None if there is none."""
+        if name is None:
+            rows = self._query("SELECT yaml FROM hardware ORDER BY created DESC LIMIT 1")
+        else:
+            rows = self._query("SELECT yaml FROM hardware WHERE name = ? ORDER BY created DESC LIMIT 1", (name,))
+        return str(rows[0][0]) if rows else None
+
+    def list_hardware(self) -> builtins.list[tuple[str, str]]:
+        """(name, created) of every stored profile, newest first."""
+        return [(str(n), str(c)) for n, c in self._query("SELECT name, created FROM hardware ORDER BY created DESC")]
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,3 @@
+"""``infermeter calibrate``: (being written)."""
+
+from __future__ import annotations

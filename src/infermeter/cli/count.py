@@ -1,0 +1,3 @@
+"""``infermeter count``: (being written)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``infermeter implied``: (being written)."""
+
+from __future__ import annotations

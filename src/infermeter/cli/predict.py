@@ -1,0 +1,3 @@
+"""``infermeter predict``: (being written)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``infermeter profile``: (being written)."""
+
+from __future__ import annotations
