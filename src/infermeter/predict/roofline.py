@@ -1,0 +1,136 @@
+"""Predicted latency from counted work and a machine: a roofline per operator.
+
+For each op (``OpCount``):
+
+* matrix kernels (matmul, conv, attention, recurrent): the calibrated time of a
+  product of that shape, ``flops / rate(shape)``, where the rate was measured
+  by timing the framework's own call (so it already holds one dispatch);
+  ``time = max(that, overhead + bytes / bandwidth)``;
+* everything else: ``time = max(overhead, bytes / bandwidth(kind, working set))``,
+  the bandwidth measured for that kind of op at that size (it too includes the
+  dispatch, so the staircase starts at the overhead for tiny sizes);
+* views (no bytes): one dispatch;
+* recurrent ops with ``gemm.batch = T`` run T products one after another.
+
+Ops are summed: eager frameworks run one op at a time on the host's queue.
+Fusions: ONNX Runtime fuses bias adds and activations into the preceding
+matrix kernel and decomposed normalisations into one kernel, so on that
+backend elementwise ops pay their bandwidth time but not a dispatch each.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .machine import Machine
+from .schema import OpCount, OpPrediction, Prediction, WorkCount
+
+__all__ = ["predict_work", "predict_op", "METHOD"]
+
+METHOD = (
+    "per op: matrix kernels take flops / rate(shape) from the calibrated GEMM/conv grid "
+    "(log-space interpolation), other ops max(dispatch, bytes / bandwidth(kind, working set)); "
+    "each op at least one dispatch plus its memory time; ops summed in order"
+)
+
+_MATRIX = {"matmul", "conv", "attention", "recurrent"}
+_BW_KIND = {
+    "elementwise": "elementwise",
+    "normalization": "normalization",
+    "reduction": "reduction",
+    "data_movement": "copy",
+    "depthwise_conv": "elementwise",
+    "unknown": "copy",
+}
+_ORT_FUSED = {"elementwise"}
+
+
+def predict_op(op: OpCount, machine: Machine, *, backend: str = "torch", threads: int | None = None) -> OpPrediction:
+    """Time of one op on ``machine``, with the parts it is made of and its bound."""
+    overhead = machine.overhead(backend, threads)
+    if backend == "onnxruntime" and op.op_class in _ORT_FUSED:
+        overhead = 0.0
+    nbytes = op.bytes
+    if op.op_class in _MATRIX and op.gemm is not None and op.flops > 0:
+        g = op.gemm
+        kind = "conv" if op.op_class == "conv" else "attention" if op.op_class == "attention" else "gemm"
+        steps = g.batch if op.op_class == "recurrent" else 1
+        shape = g.model_copy(update={"batch": 1}) if op.op_class == "recurrent" else g
+        rate, _ = machine.rate(kind, op.dtype, shape)
+        kernel = op.flops / rate if rate > 0 else 0.0
+        # the calibrated time of one product holds one dispatch: separate it for the breakdown
+        per_step_dispatch = min(overhead, kernel / steps) if steps else 0.0
+        compute = max(0.0, kernel - per_step_dispatch * steps)
+        memory = nbytes / machine.bandwidth("copy", nbytes) if nbytes else 0.0
+        disp = per_step_dispatch * steps if steps > 1 else overhead
+        time = max(compute + disp, disp + memory)
+        parts = {"compute": compute, "memory": memory, "overhead": disp}
+    elif nbytes == 0 or op.op_class == "data_movement" and op.note.startswith("view"):
+        compute, memory, disp = 0.0, 0.0, overhead
+        time = overhead
+        parts = {"overhead": overhead}
+    else:
+        bw_kind = _BW_KIND.get(op.op_class, "copy")
+        t_bw = nbytes / machine.bandwidth(bw_kind, nbytes)
+        # the measured staircase holds the dispatch; what is above it is memory time
+        memory = max(0.0, t_bw - overhead) if backend != "onnxruntime" or op.op_class not in _ORT_FUSED else t_bw
+        compute, disp = 0.0, overhead
+        time = max(overhead, t_bw) if overhead else t_bw
+        parts = {"memory": memory, "overhead": disp}
+    bound = "unknown" if not op.known else max(parts, key=lambda k: parts[k])
+    return OpPrediction(
+        name=op.name,
+        op=op.op,
+        op_class=op.op_class,
+        flops=op.flops,
+        bytes=nbytes,
+        compute_s=compute,
+        memory_s=memory,
+        overhead_s=disp,
+        time_s=time,
+        bound=bound,  # type: ignore[arg-type]
+    )
+
+
+def predict_work(
+    work: WorkCount,
+    machine: Machine,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    dtype: str | None = None,
+) -> Prediction:
+    """Predict one model at one batch size on ``machine``."""
+    if not work.ops:
+        raise UsageError(f"nothing to predict: no ops were counted for '{work.spec}'")
+    be = backend or ("onnxruntime" if work.backend == "onnx" else "torch")
+    ops = [predict_op(o, machine, backend=be, threads=threads) for o in work.ops]
+    total = sum(o.time_s for o in ops)
+    by_class: dict[str, float] = {}
+    for o in ops:
+        o.share = o.time_s / total if total > 0 else 0.0
+        by_class[o.op_class] = by_class.get(o.op_class, 0.0) + o.time_s
+    notes = list(machine.notes)
+    if work.unknown_ops:
+        notes.append(
+            f"{len(work.unknown_ops)} op type(s) the counter does not know ({', '.join(sorted(set(work.unknown_ops))[:8])}): "
+            "timed by their bytes only"
+        )
+    dtypes = sorted({o.dtype for o in work.ops if o.op_class in _MATRIX})
+    for d in dtypes:
+        if d not in machine.dtypes():
+            notes.append(f"{machine.name} has no {d} calibration: {d} matrix ops use another dtype's rates")
+    return Prediction(
+        spec=work.spec,
+        batch_size=work.batch_size,
+        hardware=machine.name,
+        hardware_source=machine.source,
+        method=METHOD,
+        dtype=dtype or (dtypes[0] if len(dtypes) == 1 else ",".join(dtypes) or "float32"),
+        latency_s=total,
+        throughput_samples_per_s=work.batch_size / total if total > 0 else 0.0,
+        flops=work.flops,
+        bytes=work.bytes,
+        ops=ops,
+        by_class=by_class,
+        notes=notes,
+    )
