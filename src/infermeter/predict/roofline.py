@@ -132,5 +132,7 @@ def predict_work(
         bytes=work.bytes,
         ops=ops,
         by_class=by_class,
+        roof_flops_per_s=machine.best_rates,
+        roof_bytes_per_s=machine.dram_bandwidth() if machine.stairs else None,
         notes=notes,
     )

@@ -276,6 +276,8 @@ class Prediction(_Model):
     bytes: int = 0
     ops: list[OpPrediction] = Field(default_factory=list)
     by_class: dict[str, float] = Field(default_factory=dict, description="op class → predicted seconds")
+    roof_flops_per_s: dict[str, float] = Field(default_factory=dict, description="dtype → the machine's best GEMM rate (the roof)")
+    roof_bytes_per_s: float | None = Field(None, description="the machine's DRAM bandwidth (the roofline's slope)")
     measured_latency_s: float | None = Field(None, description="p50 measured on this machine with --measure")
     measured_by_class: dict[str, float] = Field(default_factory=dict, description="op class → profiler seconds per iteration")
     notes: list[str] = Field(default_factory=list)
