@@ -66,7 +66,7 @@ def _figure(chart: Chart, svg: str) -> str:
     )
 
 
-def _run_section(r: Result, figures: list[str]) -> str:
+def _run_section(r: Result, figures: list[str], profile: str = "") -> str:
     head = f'<span class="mono">{T.esc(r.id)}</span> — {T.esc(r.model.spec)}, batch {r.batch_size}, {T.esc(r.scenario)}'
     if r.verdict is not None:
         head += f' <span class="badge {"ok" if r.verdict.valid else "bad"}">{T.esc(r.verdict.label)}</span>'
@@ -82,9 +82,31 @@ def _run_section(r: Result, figures: list[str]) -> str:
         parts.append(f'<p><span class="badge bad">error</span> {T.esc(r.error)}</p>')
     if r.warnings:
         parts.append("<ul>" + "".join(f'<li class="warn">{T.esc(w)}</li>' for w in r.warnings) + "</ul>")
-    parts += figures or ['<p class="muted">No latency samples: nothing to draw for this run.</p>']
+    parts += figures or ([] if profile else ['<p class="muted">No latency samples: nothing to draw for this run.</p>'])
+    if profile:
+        parts.append(profile)
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _profiles(results: Sequence[Result], taken: set[str]) -> dict[str, list[tuple[Chart, str]]]:
+    """Run id → the drawn charts of its operator profile (``infermeter profile``), shown
+    beside the profile's tables rather than with the latency charts."""
+    from . import plots_profile
+
+    out: dict[str, list[tuple[Chart, str]]] = {}
+    for r in results:
+        if r.op_profile is None or r.id in out:
+            continue
+        out[r.id] = [(c, svg_of(c)) for c in plots_profile.charts(r) if c.slug not in taken]
+        taken.update(c.slug for c, _ in out[r.id])
+    return out
+
+
+def _profile_html(r: Result, figs: list[tuple[Chart, str]]) -> str:
+    from .profile_table import html_section
+
+    return html_section(r) + "".join(_figure(c, s) for c, s in figs)
 
 
 def render_html(results: Sequence[Result], title: str | None = None, *, generated: datetime | None = None) -> str:
@@ -95,6 +117,7 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
     require_matplotlib()
     title = title or default_title(results)
     made = [(c, svg_of(c)) for c in charts(results)]
+    profiles = _profiles(results, {c.slug for c, _ in made})
     across = [_figure(c, s) for c, s in made if c.section == "across"]
     per_run: dict[str, list[str]] = {}
     for c, s in made:
@@ -111,7 +134,8 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
         *(across or ['<p class="muted">A single run: nothing to compare across runs.</p>']),
         "</section>",
         '<section id="runs"><h2>Per run</h2>',
-        *[_run_section(r, per_run.get(r.id, [])) for r in results],
+        *[_run_section(r, per_run.get(r.id, []), _profile_html(r, profiles[r.id]) if r.id in profiles else "")
+          for r in results],
         "</section>",
         f'<section id="warnings"><h2>Warnings</h2>{T.warnings_table(results)}</section>',
         f'<section id="setup"><h2>Setup &amp; models</h2><h3>Phases, timer and memory</h3>{T.setup_table(results)}'
@@ -136,7 +160,8 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
         "nav": "".join(f'<a href="#{key}">{T.esc(label)}</a>' for key, label in _SECTIONS),
         "body": "\n".join(body),
         "data": _json_for_html({
-            "schema": SCHEMA, "generated": generated.isoformat(), "charts": [c.slug for c, _ in made],
+            "schema": SCHEMA, "generated": generated.isoformat(),
+            "charts": [c.slug for c, _ in made] + [c.slug for figs in profiles.values() for c, _ in figs],
             "results": [r.to_json_dict() for r in results],
         }),
     }
