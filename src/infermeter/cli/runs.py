@@ -49,7 +49,16 @@ def runs_show(
         typer.echo(to_json([r]))
         return
     console = Console(highlight=False)
-    render_results([r], console)
+    if r.op_profile is not None:
+        from ..report.profile_table import render_profile
+
+        render_profile(r, console)
+    else:
+        render_results([r], console)
+    if r.prediction is not None:
+        from ..report.predict_table import render_predictions
+
+        render_predictions([r.prediction], console)
     console.print(f"reproduce: {reproduce_command(r)}", markup=False)
 
 
@@ -173,6 +182,8 @@ def reproduce_command(r: Any) -> str:
 
     c = r.config
     scenario = c.get("scenario", r.scenario) or "single-stream"
+    if scenario == "profile":
+        return _reproduce_profile(r)
     parts = ["infermeter", "bench", r.model.spec]
     if scenario != "multi-stream":  # there the batch is the samples per query
         parts += ["--batch", str(r.batch_size)]
@@ -209,4 +220,22 @@ def reproduce_command(r: Any) -> str:
     if c.get("keep_gc"):
         parts.append("--keep-gc")
     parts += ["--seed", str(c.get("seed", 0))]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _reproduce_profile(r: Any) -> str:
+    """The ``infermeter profile`` command line of a stored profile run."""
+    import shlex
+
+    c = r.config
+    parts = ["infermeter", "profile", r.model.spec, "--batch", str(r.batch_size)]
+    for s in c.get("inputs") or []:
+        parts += ["--input", s]
+    for k, v in (c.get("dims") or {}).items():
+        parts += ["--dim", f"{k}={v}"]
+    for key, flag in (("dtype", "--dtype"), ("threads", "--threads"), ("iterations", "--iterations"), ("warmup", "--warmup")):
+        if c.get(key) is not None:
+            parts += [flag, str(c[key])]
+    if c.get("device", "cpu") != "cpu":
+        parts += ["--device", c["device"]]
     return " ".join(shlex.quote(p) for p in parts)

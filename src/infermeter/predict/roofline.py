@@ -44,8 +44,23 @@ _BW_KIND = {
 _ORT_FUSED = {"elementwise"}
 
 
-def predict_op(op: OpCount, machine: Machine, *, backend: str = "torch", threads: int | None = None) -> OpPrediction:
-    """Time of one op on ``machine``, with the parts it is made of and its bound."""
+def _memory_s(op: OpCount, machine: Machine, weight_ws: float, kind: str = "copy") -> float:
+    """Seconds to move the op's bytes. Activations come from the level their own
+    size fits in (the previous op just wrote them); weights from the level the
+    whole model's weights fit in, since every other op's weights pass through
+    the caches before this op's weights are read again."""
+    act = op.read_bytes + op.write_bytes
+    t = act / machine.bandwidth(kind, act) if act else 0.0
+    if op.weight_bytes:
+        t += op.weight_bytes / machine.bandwidth("copy", max(weight_ws, op.bytes))
+    return t
+
+
+def predict_op(
+    op: OpCount, machine: Machine, *, backend: str = "torch", threads: int | None = None, weight_ws: float = 0.0
+) -> OpPrediction:
+    """Time of one op on ``machine``, with the parts it is made of and its bound.
+    ``weight_ws``: bytes of all the model's weights (the reuse distance of a weight)."""
     overhead = machine.overhead(backend, threads)
     if backend == "onnxruntime" and op.op_class in _ORT_FUSED:
         overhead = 0.0
@@ -60,7 +75,7 @@ def predict_op(op: OpCount, machine: Machine, *, backend: str = "torch", threads
         # the calibrated time of one product holds one dispatch: separate it for the breakdown
         per_step_dispatch = min(overhead, kernel / steps) if steps else 0.0
         compute = max(0.0, kernel - per_step_dispatch * steps)
-        memory = nbytes / machine.bandwidth("copy", nbytes) if nbytes else 0.0
+        memory = _memory_s(op, machine, weight_ws if steps == 1 else 0.0)
         disp = per_step_dispatch * steps if steps > 1 else overhead
         time = max(compute + disp, disp + memory)
         parts = {"compute": compute, "memory": memory, "overhead": disp}
@@ -70,7 +85,7 @@ def predict_op(op: OpCount, machine: Machine, *, backend: str = "torch", threads
         parts = {"overhead": overhead}
     else:
         bw_kind = _BW_KIND.get(op.op_class, "copy")
-        t_bw = nbytes / machine.bandwidth(bw_kind, nbytes)
+        t_bw = _memory_s(op, machine, weight_ws, bw_kind)
         # the measured staircase holds the dispatch; what is above it is memory time
         memory = max(0.0, t_bw - overhead) if backend != "onnxruntime" or op.op_class not in _ORT_FUSED else t_bw
         compute, disp = 0.0, overhead
@@ -103,7 +118,8 @@ def predict_work(
     if not work.ops:
         raise UsageError(f"nothing to predict: no ops were counted for '{work.spec}'")
     be = backend or ("onnxruntime" if work.backend == "onnx" else "torch")
-    ops = [predict_op(o, machine, backend=be, threads=threads) for o in work.ops]
+    weight_ws = float(sum(o.weight_bytes for o in work.ops))
+    ops = [predict_op(o, machine, backend=be, threads=threads, weight_ws=weight_ws) for o in work.ops]
     total = sum(o.time_s for o in ops)
     by_class: dict[str, float] = {}
     for o in ops:

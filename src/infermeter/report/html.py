@@ -85,22 +85,16 @@ def _run_section(r: Result, figures: list[str], profile: str = "") -> str:
     parts += figures or ([] if profile else ['<p class="muted">No latency samples: nothing to draw for this run.</p>'])
     if profile:
         parts.append(profile)
+    if r.prediction is not None:
+        from .predict_table import html_section
+
+        parts.append(html_section(r))
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _profiles(results: Sequence[Result], taken: set[str]) -> dict[str, list[tuple[Chart, str]]]:
-    """Run id → the drawn charts of its operator profile (``infermeter profile``), shown
-    beside the profile's tables rather than with the latency charts."""
-    from . import plots_profile
-
-    out: dict[str, list[tuple[Chart, str]]] = {}
-    for r in results:
-        if r.op_profile is None or r.id in out:
-            continue
-        out[r.id] = [(c, svg_of(c)) for c in plots_profile.charts(r) if c.slug not in taken]
-        taken.update(c.slug for c, _ in out[r.id])
-    return out
+def _is_profile_chart(c: Chart) -> bool:
+    return c.slug.startswith("profile-")
 
 
 def _profile_html(r: Result, figs: list[tuple[Chart, str]]) -> str:
@@ -117,7 +111,12 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
     require_matplotlib()
     title = title or default_title(results)
     made = [(c, svg_of(c)) for c in charts(results)]
-    profiles = _profiles(results, {c.slug for c, _ in made})
+    # operator-profile charts sit beside the profile's tables, not with the latency charts
+    profiles: dict[str, list[tuple[Chart, str]]] = {}
+    for c, s in made:
+        if _is_profile_chart(c):
+            profiles.setdefault(c.section, []).append((c, s))
+    made = [(c, s) for c, s in made if not _is_profile_chart(c)]
     across = [_figure(c, s) for c, s in made if c.section == "across"]
     per_run: dict[str, list[str]] = {}
     for c, s in made:
@@ -134,7 +133,7 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
         *(across or ['<p class="muted">A single run: nothing to compare across runs.</p>']),
         "</section>",
         '<section id="runs"><h2>Per run</h2>',
-        *[_run_section(r, per_run.get(r.id, []), _profile_html(r, profiles[r.id]) if r.id in profiles else "")
+        *[_run_section(r, per_run.get(r.id, []), _profile_html(r, profiles.get(r.id, [])) if r.op_profile is not None else "")
           for r in results],
         "</section>",
         f'<section id="warnings"><h2>Warnings</h2>{T.warnings_table(results)}</section>',

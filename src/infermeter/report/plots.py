@@ -125,11 +125,11 @@ def png_of(chart: Chart, dpi: int = 200) -> bytes:
 
 def charts(results: Sequence[Result]) -> list[Chart]:
     """Every chart the results support, in report order: across runs first, then per run."""
-    from . import plots_across, plots_run
+    from . import plots_across, plots_predict, plots_profile, plots_run
 
     out = plots_across.charts(results)
     for r in results:
-        out += plots_run.charts(r)
+        out += plots_run.charts(r) + plots_profile.charts(r) + plots_predict.charts(r)
     seen: set[str] = set()
     unique = []
     for c in out:  # slugs name files and element ids: safe characters only, never twice

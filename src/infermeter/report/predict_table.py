@@ -88,3 +88,34 @@ def render_predictions(preds: Sequence[Prediction], console: Console, *, top: in
             console.print("profiled class times are scaled to the measured p50 (the profiler's own overhead removed pro rata)")
     for note in dict.fromkeys(n for p in preds for n in p.notes):
         console.print(f"note: {note}")
+
+
+def html_section(r: Any, top: int = 15) -> str:
+    """The prediction of one run for the HTML report: the figure, the top op types."""
+    from . import html_tables as T
+
+    p: Prediction | None = r.prediction
+    if p is None:
+        return ""
+    head = [f'<div class="prediction" id="prediction-{T.esc(r.id)}"><h4>Predicted</h4>',
+            f'<p class="muted">On {T.esc(p.hardware)} — {T.esc(p.hardware_source)}. {T.esc(p.method)}.</p>']
+    summary = [["predicted latency", _ms(p.latency_s)], ["predicted throughput", f"{p.throughput_samples_per_s:,.1f} samples/s"],
+               ["FLOPs per batch", f"{p.flops / 1e9:.4g} GFLOP (2 x MACs)"], ["ops", str(len(p.ops))]]
+    if p.measured_latency_s is not None:
+        summary += [["measured p50 here", _ms(p.measured_latency_s)], ["prediction error", _pct(p.error)]]
+    head.append(T.table(["figure", "value"], summary))
+    rows = []
+    for row in aggregate_ops(p)[:top]:
+        rows.append([
+            T.Cell(f'<span class="mono">{T.esc(row["op"])}</span>', sort=row["op"]),
+            row["op_class"],
+            T.Cell(str(row["calls"]), sort=row["calls"], num=True),
+            T.Cell(T.esc(f"{row['time_s'] * 1e3:.4g}"), sort=row["time_s"], num=True),
+            T.Cell(T.esc(f"{row['share']:.1%}"), sort=row["share"], num=True),
+            row["bound"],
+        ])
+    head.append(T.table(["op type", "class", "calls", "predicted ms", "share", "bound"], rows, id=f"prediction-ops-{r.id}"))
+    if p.notes:
+        head.append("<ul>" + "".join(f'<li class="muted">{T.esc(n)}</li>' for n in p.notes) + "</ul>")
+    head.append("</div>")
+    return "\n".join(head)
