@@ -228,15 +228,19 @@ def _overhead_tasks(run: _Run, threads: int) -> list[Task]:
     return tasks
 
 
-def _bandwidth_tasks(run: _Run, caches: dict[str, int], bw: float, allot: float) -> list[Task]:
-    """The staircase: working sets from 8 KiB doubling to past the last-level cache."""
+def _bandwidth_tasks(run: _Run, caches: dict[str, int], bw: float, allot: float, dtypes: list[str] | None = None) -> list[Task]:
+    """The staircase: working sets from 8 KiB doubling to past the last-level cache,
+    per op kind, in float32 and (kinds whose arithmetic depends on it, at every
+    other size) in the other dtypes measured: bfloat16 elementwise work on a CPU
+    converts to float and back, and is not float32's bandwidth."""
     from . import kernels
 
     torch = run.torch
     llc = max(caches.values()) if caches else 32 * 2**20
     top = 2 ** math.ceil(math.log2(llc * 1.01 if run.quick else max(4 * llc, 256 * 2**20)))
     first_touch = float(run.env.get("first_touch_bytes_per_s") or 1e9)
-    slow = {"copy": 1.0, "elementwise": 1.0, "reduction": 1.0, "normalization": 3.0, "transpose": 4.0}
+    slow = {"copy": 1.0, "elementwise": 1.0, "reduction": 1.0, "normalization": 3.0, "transpose": 4.0, "activation": 4.0, "pooling": 8.0}
+    others = [d for d in (dtypes or []) if d != "float32"] if not run.quick else []
     kinds = ("copy",) if run.quick else kernels.BW_KINDS
 
     def top_cost(size: int) -> float:  # buffers + the kinds at the top size, DRAM rate taken as half the probe
@@ -253,29 +257,39 @@ def _bandwidth_tasks(run: _Run, caches: dict[str, int], bw: float, allot: float)
     def alloc() -> None:
         t0 = run.now()
         holder["buf"] = kernels.BandwidthBuffers(torch, top, torch.float32, run.device)
+        for d in others:  # half the bytes per element: the same buffers' bytes, viewed as the narrow dtype
+            holder[d] = kernels.BandwidthBuffers(torch, top // 2, kernels.dtype_of(torch, d), run.device)
         run.env["bandwidth_max_working_set"] = top
         run.env["bandwidth_alloc_s"] = round(run.now() - t0, 3)
 
-    tasks = [Task(f"bandwidth buffers {top >> 20} MiB", top * _BUF / first_touch, 0, alloc)]
+    tasks = [Task(f"bandwidth buffers {top >> 20} MiB", top * _BUF * (1 + 0.5 * len(others)) / first_touch, 0, alloc)]
+    narrow_kinds = ("elementwise", "normalization", "activation", "pooling")
     for i, size in enumerate(sizes):
-        for kind in kernels.BW_KINDS:
-            if run.quick and kind != "copy" and size > 4 * 2**20:
-                continue
-            prio = 0 if size in (sizes[0], sizes[-1]) else 1 + i % 2
+        for dt in ["float32", *others]:
+            for kind in kernels.BW_KINDS:
+                if run.quick and kind != "copy" and size > 4 * 2**20:
+                    continue
+                if dt != "float32" and (kind not in narrow_kinds or size > top // 2 or i % 2):
+                    continue
+                prio = 0 if size in (sizes[0], sizes[-1]) else 1 + i % 2
+                if dt != "float32":
+                    prio = 2
 
-            def go(kind: str = kind, size: int = size) -> None:
-                if "buf" not in holder:
-                    raise RuntimeError("the bandwidth buffers were not allocated")
-                fn, moved = holder["buf"].kernel(kind, size)
-                t = run.timer.time(fn)
-                rate = moved / t.seconds  # the whole call, dispatch included, as for the compute rates
-                run.bandwidth.append(BandwidthPoint(kind=kind, bytes=moved, bytes_per_s=rate, spread=t.spread, repeats=t.repeats))  # type: ignore[arg-type]
+                def go(kind: str = kind, size: int = size, dt: str = dt) -> None:
+                    buf = holder.get("buf" if dt == "float32" else dt)
+                    if buf is None:
+                        raise RuntimeError("the bandwidth buffers were not allocated")
+                    fn, moved = buf.kernel(kind, size)
+                    t = run.timer.time(fn)
+                    rate = moved / t.seconds  # the whole call, dispatch included, as for the compute rates
+                    run.bandwidth.append(BandwidthPoint(kind=kind, dtype=dt, bytes=moved, bytes_per_s=rate, spread=t.spread, repeats=t.repeats))  # type: ignore[arg-type]
 
-            rate = bw / (1.0 if size <= llc else 2.0) / slow[kind]
-            tasks.append(Task(f"bandwidth {kind} {size} B", run.call_cost(size / rate), prio, go))
+                rate = bw / (1.0 if size <= llc else 2.0) / slow[kind]
+                tasks.append(Task(f"bandwidth {kind} {dt} {size} B", run.call_cost(size / rate), prio, go))
     run.env["bandwidth_calls"] = (
         "copy: c.copy_(a); elementwise: add(a, b, out=c); reduction: a.sum(); "
         "normalization: F.layer_norm over rows of 1024 (allocates its output); transpose: dst.copy_(src.t()); "
+        "activation: F.gelu(a) (allocates); pooling: F.max_pool2d(x[1,64,H,W], 3, 2, 1) (allocates); "
         "outputs preallocated except layer_norm's, so fresh-output page faults are not included (see first_touch_bytes_per_s)"
     )
     return tasks
@@ -391,7 +405,7 @@ def calibrate(
         builders: dict[str, Callable[[], list[Task]]] = {
             "overhead": lambda: _overhead_tasks(run, nthreads),
             "gemm": lambda: kernels.gemm_tasks(run, chosen, rates, bw),
-            "bandwidth": lambda: _bandwidth_tasks(run, caches, bw, run.allotment("bandwidth", remaining)),
+            "bandwidth": lambda: _bandwidth_tasks(run, caches, bw, run.allotment("bandwidth", remaining), chosen),
             "conv": lambda: kernels.conv_tasks(run, chosen, rates, bw),
             "attention": lambda: kernels.attention_tasks(run, chosen, rates),
         }

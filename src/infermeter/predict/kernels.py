@@ -185,9 +185,12 @@ def conv_kernel(
 
 # ---------------------------------------------------------------------------- bandwidth kernels
 
-BW_KINDS: tuple[str, ...] = ("copy", "elementwise", "reduction", "normalization", "transpose")
+BW_KINDS: tuple[str, ...] = ("copy", "elementwise", "reduction", "normalization", "transpose", "activation", "pooling")
 # Bytes moved per element of the op's input: read + written (what BandwidthPoint.bytes counts).
-_TRAFFIC = {"copy": 2, "elementwise": 3, "reduction": 1, "normalization": 2, "transpose": 2}
+# activation: GELU (erf), whose math, not memory, bounds it on CPUs; pooling: 3x3 stride-2
+# max pooling as a CNN stem runs it (reads 1, writes 1/4 per input element).
+_TRAFFIC = {"copy": 2, "elementwise": 3, "reduction": 1, "normalization": 2, "transpose": 2, "activation": 2, "pooling": 1.25}
+_POOL_CHANNELS = 64
 _LN_WIDTH = 1024  # layer_norm rows of a transformer's hidden size
 
 
@@ -215,7 +218,7 @@ class BandwidthBuffers:
         self.a, self.b, self.c = bufs
 
     def elements(self, kind: str, working_set: int) -> int:
-        n = working_set // (_TRAFFIC[kind] * self.es)
+        n = int(working_set // (_TRAFFIC[kind] * self.es))
         if kind == "normalization":
             n = (n // _LN_WIDTH) * _LN_WIDTH if n >= _LN_WIDTH else n
         return max(n, 1)
@@ -224,7 +227,8 @@ class BandwidthBuffers:
         """The kernel moving about ``working_set`` bytes, and the bytes it really moves."""
         torch = self.torch
         n = self.elements(kind, working_set)
-        room = {"reduction": self.a.numel(), "normalization": self.a.numel(), "elementwise": self.b.numel()}.get(kind, self.c.numel())
+        room = {"reduction": self.a.numel(), "normalization": self.a.numel(), "activation": self.a.numel(),
+                "pooling": self.a.numel(), "elementwise": self.b.numel()}.get(kind, self.c.numel())
         if n > room:  # a slice past the end would silently be shorter, and the rate too high
             raise ValueError(f"{kind} at {working_set} B needs {n} elements; the buffers hold {room}")
         a, c = self.a[:n], self.c[: min(n, self.c.numel())]
@@ -243,6 +247,16 @@ class BandwidthBuffers:
             x, shape = a[: (n // width) * width].view(-1, width), [width]
             ln = torch.nn.functional.layer_norm
             fn = lambda: ln(x, shape)  # noqa: E731
+        elif kind == "activation":
+            gelu = torch.nn.functional.gelu  # allocates its output, as models call it
+            fn = lambda: gelu(a)  # noqa: E731
+        elif kind == "pooling":
+            side = max(2, int(math.isqrt(max(1, n // _POOL_CHANNELS))))
+            n = _POOL_CHANNELS * side * side
+            x = a[:n].view(1, _POOL_CHANNELS, side, side)
+            pool = torch.nn.functional.max_pool2d
+            fn = lambda: pool(x, 3, 2, 1)  # noqa: E731
+            return fn, int(n * self.es + _POOL_CHANNELS * ((side + 1) // 2) ** 2 * self.es)
         elif kind == "transpose":
             rows = 2 ** (max(n, 1).bit_length() // 2)  # a power of two near sqrt(n): sizes stay exact
             cols = max(1, n // rows)
@@ -251,7 +265,7 @@ class BandwidthBuffers:
             fn = lambda: dst.copy_(src.t())  # noqa: E731
         else:
             raise ValueError(f"unknown bandwidth kind {kind!r}")
-        return fn, n * _TRAFFIC[kind] * self.es
+        return fn, int(n * _TRAFFIC[kind] * self.es)
 
 
 def first_touch_rate(torch: Any, nbytes: int, timer: Timer) -> float:

@@ -90,7 +90,8 @@ class Machine:
     source: str
     calibrated: bool
     rates: dict[tuple[str, str], _RateTable] = field(default_factory=dict)  # (kind, dtype)
-    stairs: dict[str, _Staircase] = field(default_factory=dict)  # bandwidth kind (float32)
+    stairs: dict[str, _Staircase] = field(default_factory=dict)  # bandwidth kind, float32
+    stairs_by_dtype: dict[tuple[str, str], _Staircase] = field(default_factory=dict)  # (kind, dtype) of other dtypes
     overheads: dict[tuple[str, int], float] = field(default_factory=dict)  # (backend, threads) → s
     rate_scale: dict[str, float] = field(default_factory=dict)  # dtype → target/reference (spec targets)
     bw_scale: float = 1.0
@@ -120,9 +121,10 @@ class Machine:
         key = next(iter(self.rates))
         return self.rates[key], key[1], f"{key[0]} {key[1]} (no {kind} {dtype} calibration)"
 
-    def bandwidth(self, kind: str, nbytes: float) -> float:
-        """B/s an op of this kind attains with this working set."""
-        stairs = self.stairs.get(kind) or self.stairs.get("copy") or next(iter(self.stairs.values()), None)
+    def bandwidth(self, kind: str, nbytes: float, dtype: str = "float32") -> float:
+        """B/s an op of this kind (and dtype, where calibrated) attains with this working set."""
+        stairs = (self.stairs_by_dtype.get((kind, dtype)) or self.stairs.get(kind) or self.stairs.get("copy")
+                  or next(iter(self.stairs.values()), None))
         if stairs is None:
             raise UsageError(f"the profile '{self.name}' has no bandwidth measurements; run infermeter calibrate again")
         return stairs.at(nbytes) * self.bw_scale
@@ -170,11 +172,12 @@ def machine_for_profile(profile: HardwareProfile) -> Machine:
         if p.flops_per_s > 0:
             groups.setdefault((p.kind, p.dtype), []).append(p)
     m.rates = {key: _RateTable.of(pts) for key, pts in groups.items()}
-    by_kind: dict[str, list[BandwidthPoint]] = {}
+    by_kind: dict[tuple[str, str], list[BandwidthPoint]] = {}
     for b in profile.bandwidth:
-        if b.bytes_per_s > 0 and b.dtype == "float32":
-            by_kind.setdefault(b.kind, []).append(b)
-    m.stairs = {k: _Staircase.of(v) for k, v in by_kind.items()}
+        if b.bytes_per_s > 0:
+            by_kind.setdefault((b.kind, b.dtype), []).append(b)
+    m.stairs = {k: _Staircase.of(v) for (k, d), v in by_kind.items() if d == "float32"}
+    m.stairs_by_dtype = {(k, d): _Staircase.of(v) for (k, d), v in by_kind.items() if d != "float32" and len(v) >= 2}
     m.overheads = {(o.backend, o.threads): o.seconds for o in profile.overhead}
     return m
 
@@ -218,6 +221,7 @@ def machine_for_spec(spec: HardwareSpec, reference: HardwareProfile, reference_s
         calibrated=False,
         rates=base.rates,
         stairs=base.stairs,
+        stairs_by_dtype=base.stairs_by_dtype,
         overheads=base.overheads,
         rate_scale=scale,
         bw_scale=bw_scale,

@@ -71,7 +71,9 @@ def output_copy(runner: Any, prepared: Any) -> Callable[[], object] | None:
 
 def _to_host(out: Any) -> Any:
     if isinstance(out, torch.Tensor):
-        return out.detach().cpu().numpy()
+        host = out.detach().cpu()
+        # numpy has no bfloat16: the copy to the host is the phase; keep it a tensor then
+        return host if host.dtype == torch.bfloat16 else host.numpy()
     if isinstance(out, Mapping):
         return {k: _to_host(v) for k, v in out.items()}
     if isinstance(out, (list, tuple)):

@@ -185,7 +185,7 @@ class RatePoint(_Model):
 class BandwidthPoint(_Model):
     """Bytes per second an op kind moves at one working-set size."""
 
-    kind: Literal["copy", "elementwise", "reduction", "normalization", "transpose"] = "copy"
+    kind: Literal["copy", "elementwise", "reduction", "normalization", "transpose", "activation", "pooling"] = "copy"
     dtype: str = "float32"
     bytes: int = Field(description="working set: bytes read + written per call")
     bytes_per_s: float
