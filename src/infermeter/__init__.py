@@ -24,6 +24,12 @@ _EXPORTS = {
     "Runner": "infermeter.models.base",
     "LoadOptions": "infermeter.models.base",
     "run_sweep": "infermeter.sweep",
+    "count_work": "infermeter.predict.count",
+    "profile_model": "infermeter.predict.profile",
+    "calibrate": "infermeter.predict.calibrate",
+    "predict_model": "infermeter.predict.run",
+    "implied": "infermeter.predict.implied",
+    "Claim": "infermeter.predict.implied",
     "Store": "infermeter.store",
     "default_store_path": "infermeter.store",
     "capture_env": "infermeter.env",
@@ -69,3 +75,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .stats import compare_samples, describe_latency
     from .store import Store, default_store_path
     from .sweep import run_sweep
+    from .predict.calibrate import calibrate
+    from .predict.count import count_work
+    from .predict.implied import Claim, implied
+    from .predict.profile import profile_model
+    from .predict.run import predict_model

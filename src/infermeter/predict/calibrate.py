@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from ..errors import BackendUnavailable, UsageError
 from .kernels import Task
+from .kernels_rnn import recurrent_tasks
 from .schema import BandwidthPoint, HardwareProfile, OverheadPoint, RatePoint
 
 __all__ = ["calibrate", "read_cpu_caches", "native_dtypes", "DTYPES", "SHARES"]
@@ -406,7 +407,7 @@ def calibrate(
             "overhead": lambda: _overhead_tasks(run, nthreads),
             "gemm": lambda: kernels.gemm_tasks(run, chosen, rates, bw),
             "bandwidth": lambda: _bandwidth_tasks(run, caches, bw, run.allotment("bandwidth", remaining), chosen),
-            "conv": lambda: kernels.conv_tasks(run, chosen, rates, bw),
+            "conv": lambda: kernels.conv_tasks(run, chosen, rates, bw) + recurrent_tasks(run, chosen, rates),
             "attention": lambda: kernels.attention_tasks(run, chosen, rates),
         }
         for name in SHARES:

@@ -103,6 +103,9 @@ class Machine:
     def dtypes(self) -> list[str]:
         return sorted({d for _, d in self.rates})
 
+    def has(self, kind: str, dtype: str) -> bool:
+        return (kind, dtype) in self.rates
+
     def rate(self, kind: str, dtype: str, shape: GemmShape) -> tuple[float, str]:
         """(FLOP/s of one product of ``shape``, what the figure is based on)."""
         table, used, basis = self._table(kind, dtype)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from .machine import Machine
-from .schema import OpCount, OpPrediction, Prediction, WorkCount
+from .schema import GemmShape, OpCount, OpPrediction, Prediction, WorkCount
 
 __all__ = ["predict_work", "predict_op", "METHOD"]
 
@@ -74,15 +74,25 @@ def _memory_s(op: OpCount, machine: Machine, weight_ws: float, kind: str = "copy
 
 
 def predict_op(
-    op: OpCount, machine: Machine, *, backend: str = "torch", threads: int | None = None, weight_ws: float = 0.0
+    op: OpCount, machine: Machine, *, backend: str = "torch", threads: int | None = None, weight_ws: float = 0.0,
+    layer_shape: GemmShape | None = None,
 ) -> OpPrediction:
     """Time of one op on ``machine``, with the parts it is made of and its bound.
-    ``weight_ws``: bytes of all the model's weights (the reuse distance of a weight)."""
+    ``weight_ws``: bytes of all the model's weights (the reuse distance of a weight);
+    ``layer_shape``: for a recurrent op, its layer's recurrence shape (m=B, n=G·H, k=H, batch=T)."""
     overhead = machine.overhead(backend, threads)
     if backend == "onnxruntime" and op.op_class in _ORT_FUSED:
         overhead = 0.0
     nbytes = op.bytes
-    if op.op_class in _MATRIX and op.gemm is not None and op.flops > 0:
+    if op.op_class == "recurrent" and layer_shape is not None and machine.has("recurrent", op.dtype) and op.flops > 0:
+        # a whole recurrent layer was calibrated: its rate holds the fused kernel's pace
+        rate, _ = machine.rate("recurrent", op.dtype, layer_shape)
+        compute = op.flops / rate if rate > 0 else 0.0
+        memory = _memory_s(op, machine, 0.0)
+        disp = 0.0
+        time = max(compute, memory)
+        parts = {"compute": compute, "memory": memory}
+    elif op.op_class in _MATRIX and op.gemm is not None and op.flops > 0:
         g = op.gemm
         kind = "conv" if op.op_class == "conv" else "attention" if op.op_class == "attention" else "gemm"
         steps = g.batch if op.op_class == "recurrent" else 1
@@ -129,6 +139,23 @@ def predict_op(
     )
 
 
+def _recurrent_layers(ops: list[OpCount]) -> dict[int, GemmShape]:
+    """Index of each recurrent op → its layer's recurrence shape. The counter emits a
+    layer as its input projection (gemm.batch 1) then its recurrence (gemm.batch T)."""
+    out: dict[int, GemmShape] = {}
+    pending: list[int] = []
+    for i, o in enumerate(ops):
+        if o.op_class != "recurrent" or o.gemm is None:
+            continue
+        if o.gemm.batch > 1:
+            for j in [*pending, i]:
+                out[j] = o.gemm
+            pending = []
+        else:
+            pending.append(i)
+    return out
+
+
 def predict_work(
     work: WorkCount,
     machine: Machine,
@@ -142,7 +169,9 @@ def predict_work(
         raise UsageError(f"nothing to predict: no ops were counted for '{work.spec}'")
     be = backend or ("onnxruntime" if work.backend == "onnx" else "torch")
     weight_ws = float(sum(o.weight_bytes for o in work.ops))
-    ops = [predict_op(o, machine, backend=be, threads=threads, weight_ws=weight_ws) for o in work.ops]
+    layers = _recurrent_layers(work.ops)
+    ops = [predict_op(o, machine, backend=be, threads=threads, weight_ws=weight_ws, layer_shape=layers.get(i))
+           for i, o in enumerate(work.ops)]
     total = sum(o.time_s for o in ops)
     by_class: dict[str, float] = {}
     for o in ops:

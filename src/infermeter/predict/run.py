@@ -20,7 +20,7 @@ from ..models.base import LoadOptions
 from .machine import Machine, machine_for_profile, machine_for_spec
 from .schema import HardwareProfile, HardwareSpec, Prediction
 
-__all__ = ["predict", "resolve_machine", "reference_for"]
+__all__ = ["predict", "predict_model", "resolve_machine", "reference_for"]
 
 
 def _stored_profiles(store: Any) -> list[HardwareProfile]:
@@ -155,3 +155,7 @@ def _measured(model: Any, pred: Prediction, opts: LoadOptions, dims: Any, inputs
         pred.measured_by_class = by_class
     result.prediction = pred
     return result
+
+
+#: the name the public API exports (``infermeter.predict`` is this package)
+predict_model = predict

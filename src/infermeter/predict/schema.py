@@ -173,7 +173,7 @@ class OpProfile(_Model):
 class RatePoint(_Model):
     """Attainable FLOP/s for one kernel shape (GEMM or conv), median of repeats."""
 
-    kind: Literal["gemm", "conv", "depthwise_conv", "attention"] = "gemm"
+    kind: Literal["gemm", "conv", "depthwise_conv", "attention", "recurrent"] = "gemm"
     dtype: str = "float32"
     gemm: GemmShape
     flops_per_s: float
