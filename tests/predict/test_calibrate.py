@@ -142,9 +142,12 @@ def test_quick_calibration_is_sane(quick: tuple[HardwareProfile, list[tuple[str,
     points = [*p.gemm, *p.conv]
     assert all(math.isfinite(r.flops_per_s) and r.flops_per_s > 0 and r.repeats >= 5 and r.spread >= 0 for r in points)
     assert all(r.dtype in p.dtypes for r in points)
-    assert {r.kind for r in p.conv} == {"conv", "depthwise_conv", "attention"}
+    assert {r.kind for r in p.conv} == {"conv", "depthwise_conv", "attention", "recurrent"}
     assert any(r.gemm.batch > 1 for r in p.gemm) and all(r.label for r in points)
-    assert {b.kind for b in p.bandwidth} == {"copy", "elementwise", "reduction", "normalization", "transpose"}
+    assert {b.kind for b in p.bandwidth} == {"copy", "elementwise", "reduction", "normalization", "transpose",
+                                             "activation", "pooling"}
+    # chains of different ops, measured whole against their prediction from the isolated points
+    assert p.sequence and all(s.ops > 1 and s.measured_s > 0 and s.predicted_s > 0 for s in p.sequence)
     assert all(b.bytes_per_s > 0 and b.repeats >= 5 for b in p.bandwidth)
     torch_threads = {o.threads for o in p.overhead if o.backend == "torch"}
     assert torch_threads == {1, p.threads}

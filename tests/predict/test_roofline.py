@@ -113,3 +113,32 @@ def test_spec_target_scales_by_peak_ratio() -> None:
 def test_empty_work_is_a_clear_error() -> None:
     with pytest.raises(UsageError, match="nothing to predict"):
         predict_work(WorkCount(spec="x", backend="torch", batch_size=1), machine_for_profile(_profile()))
+
+
+def test_in_sequence_factor_scales_ops_by_their_length_within_the_measured_range() -> None:
+    from infermeter.predict.schema import SequencePoint
+
+    prof = _profile()
+    prof.sequence = [
+        SequencePoint(label="short", ops=10, predicted_s=1e-4, measured_s=2e-4, mean_op_s=1e-5),  # ratio 2
+        SequencePoint(label="long", ops=10, predicted_s=1e-1, measured_s=1.1e-1, mean_op_s=1e-2),  # ratio 1.1
+    ]
+    with_chains = machine_for_profile(prof)
+    without = machine_for_profile(_profile())
+    assert with_chains.in_sequence("float32", 1e-6) == pytest.approx(2.0)  # clamped below the shortest chain
+    assert with_chains.in_sequence("float32", 1.0) == pytest.approx(1.1)  # and above the longest
+    mid = with_chains.in_sequence("float32", 3.16e-4)
+    assert 1.1 < mid < 2.0
+    assert with_chains.in_sequence("bfloat16", 1e-5) == pytest.approx(2.0)  # no bf16 chains: float32's
+    op = _matmul(64)
+    base = predict_op(op, without).time_s
+    assert predict_op(op, with_chains).time_s == pytest.approx(base * with_chains.in_sequence("float32", base))
+    assert without.in_sequence("float32", 1e-5) == 1.0
+
+
+def test_points_at_one_shape_are_averaged() -> None:
+    prof = _profile()
+    g = GemmShape(m=3, n=77, k=77)
+    prof.gemm += [RatePoint(gemm=g, flops_per_s=1e9), RatePoint(gemm=g, flops_per_s=4e9)]
+    r, _ = machine_for_profile(prof).rate("gemm", "float32", g)
+    assert r == pytest.approx(2e9)  # geometric mean of the two

@@ -472,6 +472,16 @@ def calibrate(
         duration_s=round(now() - t_start, 3),
         env=run.env,
     )
+    from .sequence import measure_sequences
+
+    t_seq = now()
+    try:
+        profile.sequence = measure_sequences(profile, torch=torch, device=tdev, timer=run.timer, dtypes=profile.dtypes,
+                                             quick=quick)
+    except Exception as exc:  # a chain that cannot run here leaves the isolated points usable
+        profile.env.setdefault("notes", []).append(f"sequence chains not measured: {type(exc).__name__}: {exc}")
+    profile.env["sequence_s"] = round(now() - t_seq, 3)
+    profile.duration_s = round(now() - t_start, 3)
     if progress is not None:
         progress("done", 1.0)
     return profile

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +61,10 @@ class _RateTable:
         # batch counts a quarter as much as a shape axis: many small products
         # behave more like one product of their size than like a bigger matrix
         d = np.sqrt((((self.coords - x) * np.array([1.0, 1.0, 1.0, 0.5])) ** 2).sum(axis=1))
+        exact = d < 1e-9
+        if exact.any():  # points measured at this very shape (e.g. two input sizes of one recurrence): their mean
+            return float(np.exp(self.log_rate[exact].mean()))
         order = np.argsort(d)[:_NEAREST]
-        if d[order[0]] < 1e-9:
-            return float(np.exp(self.log_rate[order[0]]))
         w = 1.0 / d[order] ** _POWER
         return float(np.exp((w * self.log_rate[order]).sum() / w.sum()))
 
@@ -97,6 +99,13 @@ class Machine:
     bw_scale: float = 1.0
     default_threads: int | None = None
     notes: list[str] = field(default_factory=list)
+    sequence: dict[str, Any] = field(default_factory=dict)  # dtype → SequenceFactor
+
+    def in_sequence(self, dtype: str, op_s: float) -> float:
+        """How much slower an op of this isolated length runs among other ops (≥ the
+        calibrated chains' smallest ratio, ≤ their largest); 1 with no chains."""
+        f = self.sequence.get(dtype) or self.sequence.get("float32")
+        return f.at(op_s) if f else 1.0
 
     # ------------------------------------------------------------------ lookups
 
@@ -182,6 +191,10 @@ def machine_for_profile(profile: HardwareProfile) -> Machine:
     m.stairs = {k: _Staircase.of(v) for (k, d), v in by_kind.items() if d == "float32"}
     m.stairs_by_dtype = {(k, d): _Staircase.of(v) for (k, d), v in by_kind.items() if d != "float32" and len(v) >= 2}
     m.overheads = {(o.backend, o.threads): o.seconds for o in profile.overhead}
+    from .sequence import SequenceFactor
+
+    for dt in {p.dtype for p in profile.sequence}:
+        m.sequence[dt] = SequenceFactor([p for p in profile.sequence if p.dtype == dt])
     return m
 
 
@@ -226,6 +239,7 @@ def machine_for_spec(spec: HardwareSpec, reference: HardwareProfile, reference_s
         stairs=base.stairs,
         stairs_by_dtype=base.stairs_by_dtype,
         overheads=base.overheads,
+        sequence=base.sequence,
         rate_scale=scale,
         bw_scale=bw_scale,
         default_threads=None,

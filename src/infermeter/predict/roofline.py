@@ -125,6 +125,7 @@ def predict_op(
         time = max(overhead, t_bw) if overhead else t_bw
         parts = {"memory": memory, "overhead": disp}
     bound = "unknown" if not op.known else max(parts, key=lambda k: parts[k])
+    time *= machine.in_sequence(op.dtype, time)
     return OpPrediction(
         name=op.name,
         op=op.op,
@@ -178,6 +179,9 @@ def predict_work(
         o.share = o.time_s / total if total > 0 else 0.0
         by_class[o.op_class] = by_class.get(o.op_class, 0.0) + o.time_s
     notes = list(machine.notes)
+    if machine.sequence:
+        notes.append("op times include the in-sequence factor calibrated on synthetic chains of ops "
+                     "(measured / isolated, by op length): kernels run slower among others than repeated alone")
     if work.unknown_ops:
         notes.append(
             f"{len(work.unknown_ops)} op type(s) the counter does not know ({', '.join(sorted(set(work.unknown_ops))[:8])}): "

@@ -31,6 +31,7 @@ __all__ = [
     "RatePoint",
     "BandwidthPoint",
     "OverheadPoint",
+    "SequencePoint",
     "HardwareProfile",
     "HardwareSpec",
     "OpPrediction",
@@ -203,6 +204,25 @@ class OverheadPoint(_Model):
     repeats: int = 0
 
 
+class SequencePoint(_Model):
+    """A synthetic chain of different ops (not a user model), measured end to end and
+    predicted from the isolated points: how much slower kernels run one after
+    another than each repeated alone (caches and predictors warm for one kernel,
+    threads waiting on the previous op)."""
+
+    label: str
+    dtype: str = "float32"
+    ops: int
+    predicted_s: float = Field(description="sum of the isolated calibrated op times")
+    measured_s: float = Field(description="median time of the whole chain")
+    mean_op_s: float = Field(description="predicted_s / ops: how long its ops are, on average")
+    spread: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_s / self.predicted_s if self.predicted_s > 0 else 1.0
+
+
 class HardwareSpec(_Model):
     """A machine from a spec sheet (the shipped table or a user's file)."""
 
@@ -238,6 +258,7 @@ class HardwareProfile(_Model):
     conv: list[RatePoint] = Field(default_factory=list)
     bandwidth: list[BandwidthPoint] = Field(default_factory=list, description="staircase across cache levels to DRAM")
     overhead: list[OverheadPoint] = Field(default_factory=list)
+    sequence: list[SequencePoint] = Field(default_factory=list, description="chains of ops: measured / isolated sum")
     duration_s: float = 0.0
     env: dict[str, Any] = Field(default_factory=dict, description="cpu model, cores, versions at calibration")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
