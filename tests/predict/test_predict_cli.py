@@ -83,7 +83,7 @@ def test_measure_compares_saves_and_reports(tmp_path, calibrated):
     assert shown.returncode == 0 and "predicted latency" in shown.stdout, shown.stderr
     pytest.importorskip("matplotlib")
     html = tmp_path / "r.html"
-    rep = run(["report", run_id, "--out", str(html)], tmp_path, calibrated)
+    rep = run(["report", run_id, "--html", str(html)], tmp_path, calibrated)
     assert rep.returncode == 0, rep.stderr
     text = html.read_text()
     assert "roofline-" in text and "Predicted" in text
