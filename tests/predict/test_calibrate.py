@@ -13,7 +13,8 @@ import pytest
 
 from infermeter.errors import BackendUnavailable, OutputError, UsageError
 from infermeter.predict.calibrate import calibrate, native_dtypes, read_cpu_caches
-from infermeter.predict.kernels import Timer, grid_outliers
+from infermeter.predict.grid import grid_outliers
+from infermeter.predict.kernels import Timer
 from infermeter.predict.profiles import (
     load_profile,
     profile_from_yaml,

@@ -19,14 +19,14 @@ left out, and why, is listed in ``env["skipped"]``.
 from __future__ import annotations
 
 import importlib.util
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import BackendUnavailable, UsageError
-from .kernels import Task
+from . import grid
+from .grid import Task
 from .kernels_rnn import recurrent_tasks
 from .schema import BandwidthPoint, HardwareProfile, OverheadPoint, RatePoint
 
@@ -38,7 +38,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 # Share of the time left that each section may use, in the order they run:
 # the ones every prediction needs (overhead, GEMM, bandwidth) first.
 SHARES = {"overhead": 0.06, "gemm": 0.40, "bandwidth": 0.24, "conv": 0.15, "attention": 0.15}
-_BUF = 11 / 6  # bandwidth buffers per byte of the largest working set (kernels.BandwidthBuffers)
 _SKIPPED_KEPT = 200  # env["skipped"] entries kept (the count says how many more)
 
 
@@ -187,115 +186,6 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def _overhead_tasks(run: _Run, threads: int) -> list[Task]:
-    """A tiny torch op per thread count; ONNX Runtime's cost per node (slope of
-    a 1-node and an N-node chain) and per ``session.run`` (the rest)."""
-    from . import kernels
-
-    torch = run.torch
-    ort_ok = _importable("onnx") and _importable("onnxruntime")
-    tasks: list[Task] = []
-    for t in sorted({1, threads}):
-
-        def torch_op(t: int = t) -> None:
-            old = torch.get_num_threads()
-            torch.set_num_threads(t)
-            try:
-                m = run.timer.time(kernels.tiny_op_kernel(torch, run.device))
-            finally:
-                torch.set_num_threads(old)
-            run.overhead.append(OverheadPoint(backend="torch", threads=t, seconds=m.seconds, spread=m.spread, repeats=m.repeats))
-
-        def ort(t: int = t) -> None:
-            nodes = 16 if run.quick else 64
-            one = run.timer.time(kernels.ort_chain_session(1, t))
-            many = run.timer.time(kernels.ort_chain_session(nodes, t))
-            slope = max(many.seconds - one.seconds, 0.0) / (nodes - 1)
-            iqr = math.hypot(many.spread * many.seconds, one.spread * one.seconds)
-            spread = iqr / (slope * (nodes - 1)) if slope > 0 else 0.0
-            reps = min(one.repeats, many.repeats)
-            run.overhead.append(OverheadPoint(backend="onnxruntime", threads=t, seconds=slope, spread=spread, repeats=reps))
-            run.overhead.append(
-                OverheadPoint(backend="onnxruntime-run", threads=t, seconds=max(one.seconds - slope, 0.0), spread=one.spread, repeats=one.repeats)
-            )
-
-        tasks.append(Task(f"overhead torch threads={t}", 0.03, 0, torch_op))
-        if run.device.type == "cpu" and ort_ok:
-            tasks.append(Task(f"overhead onnxruntime threads={t}", 0.15, 1, ort))
-    if run.device.type != "cpu":
-        run.skipped.append("overhead onnxruntime: measured in CPU profiles only")
-    elif not ort_ok:
-        run.skipped.append("overhead onnxruntime: onnx/onnxruntime not installed (pip install 'infermeter[onnx]')")
-    return tasks
-
-
-def _bandwidth_tasks(run: _Run, caches: dict[str, int], bw: float, allot: float, dtypes: list[str] | None = None) -> list[Task]:
-    """The staircase: working sets from 8 KiB doubling to past the last-level cache,
-    per op kind, in float32 and (kinds whose arithmetic depends on it, at every
-    other size) in the other dtypes measured: bfloat16 elementwise work on a CPU
-    converts to float and back, and is not float32's bandwidth."""
-    from . import kernels
-
-    torch = run.torch
-    llc = max(caches.values()) if caches else 32 * 2**20
-    top = 2 ** math.ceil(math.log2(llc * 1.01 if run.quick else max(4 * llc, 256 * 2**20)))
-    first_touch = float(run.env.get("first_touch_bytes_per_s") or 1e9)
-    slow = {"copy": 1.0, "elementwise": 1.0, "reduction": 1.0, "normalization": 3.0, "transpose": 4.0, "activation": 4.0, "pooling": 8.0}
-    others = [d for d in (dtypes or []) if d != "float32"] if not run.quick else []
-    kinds = ("copy",) if run.quick else kernels.BW_KINDS
-
-    def top_cost(size: int) -> float:  # buffers + the kinds at the top size, DRAM rate taken as half the probe
-        return size * _BUF / first_touch + sum(run.call_cost(size / (0.5 * bw / slow[k])) for k in kinds)
-
-    free = torch.cuda.mem_get_info(run.device)[0] if run.device.type == "cuda" else _available_memory()
-    while top > 2**20 and (top * _BUF > 0.5 * free or top_cost(top) > 0.5 * allot):
-        why = "not enough free memory" if top * _BUF > 0.5 * free else "does not fit the budget"
-        run.skipped.append(f"bandwidth at {top >> 20} MiB and above: {why}")
-        top //= 2
-    sizes = [8192 * 2**i for i in range(int(math.log2(top // 8192)) + 1)]
-    holder: dict[str, Any] = {}
-
-    def alloc() -> None:
-        t0 = run.now()
-        holder["buf"] = kernels.BandwidthBuffers(torch, top, torch.float32, run.device)
-        for d in others:  # half the bytes per element: the same buffers' bytes, viewed as the narrow dtype
-            holder[d] = kernels.BandwidthBuffers(torch, top // 2, kernels.dtype_of(torch, d), run.device)
-        run.env["bandwidth_max_working_set"] = top
-        run.env["bandwidth_alloc_s"] = round(run.now() - t0, 3)
-
-    tasks = [Task(f"bandwidth buffers {top >> 20} MiB", top * _BUF * (1 + 0.5 * len(others)) / first_touch, 0, alloc)]
-    narrow_kinds = ("elementwise", "normalization", "activation", "pooling")
-    for i, size in enumerate(sizes):
-        for dt in ["float32", *others]:
-            for kind in kernels.BW_KINDS:
-                if run.quick and kind != "copy" and size > 4 * 2**20:
-                    continue
-                if dt != "float32" and (kind not in narrow_kinds or size > top // 2 or i % 2):
-                    continue
-                prio = 0 if size in (sizes[0], sizes[-1]) else 1 + i % 2
-                if dt != "float32":
-                    prio = 2
-
-                def go(kind: str = kind, size: int = size, dt: str = dt) -> None:
-                    buf = holder.get("buf" if dt == "float32" else dt)
-                    if buf is None:
-                        raise RuntimeError("the bandwidth buffers were not allocated")
-                    fn, moved = buf.kernel(kind, size)
-                    t = run.timer.time(fn)
-                    rate = moved / t.seconds  # the whole call, dispatch included, as for the compute rates
-                    run.bandwidth.append(BandwidthPoint(kind=kind, dtype=dt, bytes=moved, bytes_per_s=rate, spread=t.spread, repeats=t.repeats))  # type: ignore[arg-type]
-
-                rate = bw / (1.0 if size <= llc else 2.0) / slow[kind]
-                tasks.append(Task(f"bandwidth {kind} {dt} {size} B", run.call_cost(size / rate), prio, go))
-    run.env["bandwidth_calls"] = (
-        "copy: c.copy_(a); elementwise: add(a, b, out=c); reduction: a.sum(); "
-        "normalization: F.layer_norm over rows of 1024 (allocates its output); transpose: dst.copy_(src.t()); "
-        "activation: F.gelu(a) (allocates); pooling: F.max_pool2d(x[1,64,H,W], 3, 2, 1) (allocates); "
-        "outputs preallocated except layer_norm's, so fresh-output page faults are not included (see first_touch_bytes_per_s)"
-    )
-    return tasks
-
-
 def _available_memory() -> int:
     import psutil
 
@@ -391,7 +281,7 @@ def calibrate(
         rates: dict[str, float] = {}
         for d in list(chosen):  # a dtype whose GEMM fails here is skipped with the reason, not a failed run
             try:
-                rates.update(kernels.probe_rates(run, [d]))
+                rates.update(grid.probe_rates(run, [d]))
             except Exception as exc:
                 chosen.remove(d)
                 skipped_dtypes[d] = f"its probe GEMM failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}"
@@ -404,11 +294,11 @@ def calibrate(
         run.env["first_touch_bytes_per_s"] = kernels.first_touch_rate(torch, (16 if quick else 64) * 2**20, timer) if not is_cuda else None
         remaining = list(SHARES)
         builders: dict[str, Callable[[], list[Task]]] = {
-            "overhead": lambda: _overhead_tasks(run, nthreads),
-            "gemm": lambda: kernels.gemm_tasks(run, chosen, rates, bw),
-            "bandwidth": lambda: _bandwidth_tasks(run, caches, bw, run.allotment("bandwidth", remaining), chosen),
-            "conv": lambda: kernels.conv_tasks(run, chosen, rates, bw) + recurrent_tasks(run, chosen, rates),
-            "attention": lambda: kernels.attention_tasks(run, chosen, rates),
+            "overhead": lambda: grid.overhead_tasks(run, nthreads, _importable("onnx") and _importable("onnxruntime")),
+            "gemm": lambda: grid.gemm_tasks(run, chosen, rates, bw),
+            "bandwidth": lambda: grid.bandwidth_tasks(run, caches, bw, run.allotment("bandwidth", remaining), chosen, _available_memory),
+            "conv": lambda: grid.conv_tasks(run, chosen, rates, bw) + recurrent_tasks(run, chosen, rates),
+            "attention": lambda: grid.attention_tasks(run, chosen, rates),
         }
         for name in SHARES:
             run.section(name, builders[name](), remaining)  # the tasks (and their tensors) go when it returns

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._count_common import rnn_parts
-from .kernels import Task, dtype_of, rate_point
+from .grid import Task, dtype_of, rate_point
 
 __all__ = ["RNNS", "recurrent_tasks"]
 
