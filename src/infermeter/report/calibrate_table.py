@@ -15,8 +15,9 @@ from .console import size
 
 __all__ = ["render_profile", "gflops", "gbps", "us"]
 
-_BW_KINDS = ("copy", "elementwise", "reduction", "normalization", "transpose")
-_BW_HEAD = {"copy": "copy", "elementwise": "add", "reduction": "sum", "normalization": "layer_norm", "transpose": "transpose"}
+_BW_KINDS = ("copy", "elementwise", "reduction", "normalization", "transpose", "activation", "pooling")
+_BW_HEAD = {"copy": "copy", "elementwise": "add", "reduction": "sum", "normalization": "layer_norm", "transpose": "transpose",
+            "activation": "gelu", "pooling": "max_pool"}
 
 
 def gflops(x: float | None) -> str:
@@ -29,6 +30,10 @@ def gbps(x: float | None) -> str:
 
 def us(x: float | None) -> str:
     return "–" if x is None else f"{x * 1e6:.3g} µs"
+
+
+def _time(x: float) -> str:
+    return f"{x * 1e3:.4g} ms" if x >= 1e-3 else us(x)
 
 
 def render_profile(p: HardwareProfile, console: Console) -> None:
@@ -77,6 +82,15 @@ def render_profile(p: HardwareProfile, console: Console) -> None:
             t.add_column(col, justify="left" if col == "backend" else "right")
         for o in s["overhead"]:
             t.add_row(_backend_label(o["backend"]), str(o["threads"]), us(o["seconds"]), f"{o['spread']:.1%}")
+        console.print(t)
+
+    if p.sequence:
+        t = Table(title="ops in sequence: synthetic chains measured whole vs the sum of their isolated points",
+                  title_justify="left")
+        for col in ("chain", "dtype", "ops", "isolated sum", "measured", "ratio"):
+            t.add_column(col, justify="left" if col in ("chain", "dtype") else "right")
+        for q in p.sequence:
+            t.add_row(q.label, q.dtype, str(q.ops), _time(q.predicted_s), _time(q.measured_s), f"{q.ratio:.2f}x")
         console.print(t)
 
     for note in p.env.get("notes") or []:
