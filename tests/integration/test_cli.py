@@ -182,6 +182,7 @@ def test_ctrl_c_keeps_finished_batch_sizes(tmp_path):
     args = ["bench", "spin:per_sample_100us", "--input", "x:float32[B,2]", "--batch", "1,2,4",
             "--max-time", "1.5", "--precision", "0.001%", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], cwd=tmp_path, env=env,
+                            preexec_fn=_default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     from infermeter.store import Store
 
@@ -224,3 +225,12 @@ def test_reproduce_line_of_a_scenario_run_runs_again(tmp_path):
     assert "--scenario" in argv and "--samples-per-query" in argv and "--batch" not in argv
     again = run([*argv[1:], "--max-time", "1", "--quiet"], tmp_path)
     assert again.returncode == 0, again.stderr
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A test run started as a background
+    job (``cmd &`` in a script) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: the Ctrl-C tests would test nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

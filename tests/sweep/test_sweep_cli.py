@@ -95,7 +95,8 @@ def test_ctrl_c_keeps_finished_points_and_ends_the_workers(tmp_path):
     psutil = pytest.importorskip("psutil")
     env = worker_env(INFERMETER_STORE=str(tmp_path / "store.db"), COLUMNS="250")
     args = ["sweep", "spin:hangs_on_batch_2", "--grid", "batch=1,2,3", "--input", "x:float32[B,4]", "--id", "ctrlc", *FAST]
-    proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], cwd=tmp_path, env=env, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], cwd=tmp_path, env=env,
+                            preexec_fn=_default_sigint, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_for_ok_points(tmp_path / "store.db", 1)
@@ -130,3 +131,12 @@ def test_ray_executor_from_the_command_line_starts_its_own_instance(tmp_path):
         results = st.sweep("ray-cli")
     assert len(results) == 2 and all(r.status == "ok" and r.sweep.executor == "ray" for r in results)
     assert results[0].latency.p50.value == pytest.approx(100e-6 * results[0].batch_size, rel=0.3)
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A test run started as a background
+    job (``cmd &`` in a script) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: the Ctrl-C tests would test nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
