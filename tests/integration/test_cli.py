@@ -193,6 +193,7 @@ def test_ctrl_c_keeps_finished_batch_sizes(tmp_path):
             with Store(tmp_path / "store.db") as st:
                 if st.count() >= 1:
                     break
+    time.sleep(0.5)  # inside batch 2's timed loop (it runs 1.5 s), not between points
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
