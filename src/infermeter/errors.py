@@ -16,6 +16,7 @@ __all__ = [
     "ModelLoadError",
     "ModelRunError",
     "StoreError",
+    "TransformError",
     "OutputError",
 ]
 
@@ -64,6 +65,12 @@ class ModelRunError(InfermeterError):
         super().__init__(message)
         self.phase = phase
         self.iteration = iteration
+
+
+class TransformError(InfermeterError):
+    """A transform (quantize, prune, compile, export …) could not make a model from
+    this one: an operator it cannot handle, a compiler missing. ``optimize`` keeps
+    it as a failed candidate with this message; it never ends the whole run."""
 
 
 class StoreError(InfermeterError):
