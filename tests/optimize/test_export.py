@@ -73,9 +73,8 @@ def test_failures_are_clear(tmp_path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         optimize_onnx(tmp_path / "missing.onnx", tmp_path / "o.onnx")
     with pytest.raises(UsageError, match="level"):
-        optimize_onnx(export_onnx(TwoInput(), SPECS, tmp_path / "ok.onnx",
-                                                                          dims={"seq": 2}).path,
-                      tmp_path / "o.onnx", level="max")
+        ok = export_onnx(TwoInput(), SPECS, tmp_path / "ok.onnx", dims={"seq": 2}).path
+        optimize_onnx(ok, tmp_path / "o.onnx", level="max")
     garbage = tmp_path / "g.onnx"
     garbage.write_bytes(b"garbage")
     with pytest.raises(TransformError, match="graph optimisation"):
