@@ -15,7 +15,7 @@ SMALL_DIMS = {"seq": 8}
 
 def test_list_zoo() -> None:
     entries = list_zoo()
-    assert [e.name for e in entries] == ["mlp", "cnn", "bert-mini", "bert-base", "lstm"]
+    assert [e.name for e in entries] == ["mlp", "cnn", "bert-mini", "bert-base", "lstm", "digits-mlp", "digits-cnn"]
     by_name = {e.name: e for e in entries}
     assert by_name["mlp"].params == 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10
     assert by_name["cnn"].params == 11_689_512  # ResNet-18

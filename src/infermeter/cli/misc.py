@@ -12,7 +12,7 @@ from .options import DebugOpt
 @app.command()
 @handle_errors
 def zoo(debug: DebugOpt = False) -> None:
-    """List the built-in models (built in code, random weights, no downloads)."""
+    """List the built-in models (built in code, no downloads: random weights, or trained here in seconds on scikit-learn's digits)."""
     from rich.console import Console
 
     from ..models import list_zoo

@@ -1,8 +1,12 @@
-"""Built-in models with random weights, written in code: nothing is downloaded.
+"""Built-in models written in code: nothing is downloaded.
 
-They give a known workload to compare machines and settings with, and real
-shapes for tests. Weights are seeded, so two processes build the same model.
-Parameter counts come from building on the ``meta`` device (no memory used).
+Most have random, seeded weights: a known workload to compare machines and
+settings with, and real shapes for tests; two processes build the same model.
+``digits-mlp`` and ``digits-cnn`` are trained (seconds, then cached) on
+scikit-learn's digits, so ``optimize`` has a real accuracy to report; they live
+in ``zoo_digits`` and are imported only when used, so the rest of the zoo does
+not need scikit-learn. Parameter counts come from building the architecture on
+the ``meta`` device (no memory used, no training).
 """
 
 from __future__ import annotations
@@ -182,6 +186,33 @@ class LSTMModel(nn.Module):
 # ---------------------------------------------------------------------------- the table
 
 
+def _digits_arch(name: str) -> Callable[[], nn.Module]:
+    """The untrained network, for counting parameters; imported only when called."""
+
+    def factory() -> nn.Module:
+        from . import zoo_digits
+
+        return zoo_digits.architecture(name)
+
+    return factory
+
+
+def _digits_trained(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from . import zoo_digits
+
+        return zoo_digits.trained(name)
+
+    return build
+
+
+# Entries whose build() returns trained weights rather than seeded random ones.
+_TRAINED: dict[str, Callable[[], nn.Module]] = {
+    "digits-mlp": _digits_trained("digits-mlp"),
+    "digits-cnn": _digits_trained("digits-cnn"),
+}
+
+
 def _bert_inputs() -> list[InputSpec]:
     return [parse_input("input_ids:int64[B,seq]@0:30522"), parse_input("attention_mask:int64[B,seq]@1:2")]
 
@@ -218,6 +249,18 @@ _TABLE: dict[str, tuple[str, Callable[[], list[InputSpec]], dict[str, int], Call
         {"seq": 64},
         LSTMModel,
     ),
+    "digits-mlp": (
+        "MLP 64→256→128→10 trained on scikit-learn digits (8×8; trained once, cached; needs infermeter[optimize])",
+        lambda: [parse_input("x:float32[B,64]")],
+        {},
+        _digits_arch("digits-mlp"),
+    ),
+    "digits-cnn": (
+        "CNN conv32-conv64-pool-fc128-fc10 trained on scikit-learn digits (trained once, cached; needs infermeter[optimize])",
+        lambda: [parse_input("x:float32[B,1,8,8]")],
+        {},
+        _digits_arch("digits-cnn"),
+    ),
 }
 
 
@@ -246,7 +289,7 @@ def _entry(key: str) -> ZooEntry:
         params=_count_params(factory),
         inputs=inputs(),
         dims=dict(dims),
-        build=functools.partial(_build, factory),
+        build=_TRAINED.get(key) or functools.partial(_build, factory),
     )
 
 

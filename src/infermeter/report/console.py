@@ -236,7 +236,7 @@ def render_runs(rows: Sequence[Any], console: Console) -> None:
 
 
 def render_zoo(entries: Sequence[Any], console: Console) -> None:
-    table = Table(title="built-in models (zoo:NAME; random weights, built in code)", title_justify="left")
+    table = Table(title="built-in models (zoo:NAME; built in code: random weights, or trained here on scikit-learn's digits)", title_justify="left")
     for col in ("name", "params", "inputs", "default dims", "description"):
         table.add_column(col, justify="right" if col == "params" else "left")
     for e in entries:
