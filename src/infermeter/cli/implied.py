@@ -71,7 +71,7 @@ def _profile_efficiency(store_path: Optional[Path]) -> tuple[Optional[float], st
     command never creates one). A profile whose name or device matches no
     table entry cannot be put against a peak and is skipped.
     """
-    from ..predict.hardware import find_spec, normalize_dtype
+    from ..predict.hardware import normalize_dtype
     from ..predict.schema import HardwareProfile
 
     profiles: list[HardwareProfile] = []
@@ -89,16 +89,13 @@ def _profile_efficiency(store_path: Optional[Path]) -> tuple[Optional[float], st
         path = store_path or default_store_path()
         if path.is_file():
             with Store(path) as store:
-                for name in dict.fromkeys(n for n, _ in store.list_hardware()):
-                    stored = _profiles.load_profile(store, name)
-                    if stored is not None:
-                        profiles.append(stored)
+                profiles += _profiles.stored_profiles(store)
     except Exception:  # noqa: BLE001 - an unreadable store must not stop a paper check
         pass
     best: Optional[float] = None
     where = ""
     for p in profiles:
-        spec = find_spec(p.name) or (find_spec(p.device_name) if p.device_name else None)
+        spec = _profiles.spec_of_profile(p)
         if spec is None:
             continue
         for point in p.gemm:

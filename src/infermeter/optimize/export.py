@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import BackendUnavailable, TransformError, UsageError
+from ..models import short_error
 from ..inputs import InputSpec, make_batches
 from .quantize import Transformed
 
@@ -24,10 +25,6 @@ __all__ = ["export_onnx", "optimize_onnx", "ORT_LEVELS"]
 
 ORT_LEVELS = ("disabled", "basic", "extended", "all")
 
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:200] + "…") if len(text) > 200 else text or type(exc).__name__
 
 
 def export_onnx(module: Any, specs: Sequence[InputSpec], dst: str | os.PathLike[str], *, dims: Mapping[str, int] | None = None,
@@ -50,7 +47,7 @@ def export_onnx(module: Any, specs: Sequence[InputSpec], dst: str | os.PathLike[
             torch.onnx.export(module, example, str(dst), input_names=[s.name for s in specs],
                               dynamic_axes={k: v for k, v in dynamic.items() if v}, opset_version=opset, dynamo=False)
     except Exception as exc:
-        raise TransformError(f"export to ONNX failed: {_short(exc)}") from None
+        raise TransformError(f"export to ONNX failed: {short_error(exc)}") from None
     size_before = sum(int(p.numel()) * p.element_size() for p in module.parameters())
     return Transformed(dst, f"export-onnx(opset={opset})", size_before, dst.stat().st_size)
 
@@ -76,7 +73,7 @@ def optimize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, l
     try:
         ort.InferenceSession(str(src), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise TransformError(f"ONNX Runtime graph optimisation ({level}) of '{src.name}' failed: {_short(exc)}") from None
+        raise TransformError(f"ONNX Runtime graph optimisation ({level}) of '{src.name}' failed: {short_error(exc)}") from None
     if not dst.is_file():
         raise TransformError(f"ONNX Runtime wrote no optimised graph for '{src.name}' at level {level}")
     return Transformed(dst, f"ort-graph-optimization({level})", src.stat().st_size, dst.stat().st_size)

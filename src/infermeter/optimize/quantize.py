@@ -24,6 +24,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from ..errors import BackendUnavailable, TransformError, UsageError
+from ..models import short_error
 
 __all__ = ["Transformed", "quantize_dynamic", "quantize_static", "CALIBRATION_METHODS"]
 
@@ -46,10 +47,6 @@ def _ort_quant():  # imported on use: onnxruntime is an extra
     return quantization
 
 
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:200] + "…") if len(text) > 200 else text or type(exc).__name__
-
 
 def _check_src(src: Path) -> None:
     if not src.is_file():
@@ -68,7 +65,7 @@ def quantize_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str], *
     try:
         q.quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=types[weight_type])
     except Exception as exc:  # the quantizer's own errors are many and undocumented
-        raise TransformError(f"dynamic int8 quantization of '{src.name}' failed: {_short(exc)}") from None
+        raise TransformError(f"dynamic int8 quantization of '{src.name}' failed: {short_error(exc)}") from None
     return Transformed(dst, f"quantize-dynamic(weights={weight_type}, per_channel={per_channel})",
                        src.stat().st_size, dst.stat().st_size)
 
@@ -120,6 +117,6 @@ def quantize_static(src: str | os.PathLike[str], dst: str | os.PathLike[str], ca
                           activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
                           calibrate_method=methods[method])
     except Exception as exc:
-        raise TransformError(f"static int8 quantization of '{src.name}' ({method} calibration) failed: {_short(exc)}") from None
+        raise TransformError(f"static int8 quantization of '{src.name}' ({method} calibration) failed: {short_error(exc)}") from None
     return Transformed(dst, f"quantize-static(qdq, {method}, per_channel={per_channel}, rows={reader._n})",
                        src.stat().st_size, dst.stat().st_size)

@@ -92,8 +92,7 @@ class Machine:
     source: str
     calibrated: bool
     rates: dict[tuple[str, str], _RateTable] = field(default_factory=dict)  # (kind, dtype)
-    stairs: dict[str, _Staircase] = field(default_factory=dict)  # bandwidth kind, float32
-    stairs_by_dtype: dict[tuple[str, str], _Staircase] = field(default_factory=dict)  # (kind, dtype) of other dtypes
+    stairs: dict[tuple[str, str], _Staircase] = field(default_factory=dict)  # (bandwidth kind, dtype)
     overheads: dict[tuple[str, int], float] = field(default_factory=dict)  # (backend, threads) → s
     rate_scale: dict[str, float] = field(default_factory=dict)  # dtype → target/reference (spec targets)
     bw_scale: float = 1.0
@@ -135,8 +134,8 @@ class Machine:
 
     def bandwidth(self, kind: str, nbytes: float, dtype: str = "float32") -> float:
         """B/s an op of this kind (and dtype, where calibrated) attains with this working set."""
-        stairs = (self.stairs_by_dtype.get((kind, dtype)) or self.stairs.get(kind) or self.stairs.get("copy")
-                  or next(iter(self.stairs.values()), None))
+        stairs = (self.stairs.get((kind, dtype)) or self.stairs.get((kind, "float32"))
+                  or self.stairs.get(("copy", "float32")) or next(iter(self.stairs.values()), None))
         if stairs is None:
             raise UsageError(f"the profile '{self.name}' has no bandwidth measurements; run infermeter calibrate again")
         return stairs.at(nbytes) * self.bw_scale
@@ -161,7 +160,7 @@ class Machine:
         return out
 
     def dram_bandwidth(self) -> float:
-        stairs = self.stairs.get("copy") or next(iter(self.stairs.values()))
+        stairs = self.stairs.get(("copy", "float32")) or next(iter(self.stairs.values()))
         return float(np.exp(stairs.log_bw[-1])) * self.bw_scale
 
 
@@ -188,8 +187,8 @@ def machine_for_profile(profile: HardwareProfile) -> Machine:
     for b in profile.bandwidth:
         if b.bytes_per_s > 0:
             by_kind.setdefault((b.kind, b.dtype), []).append(b)
-    m.stairs = {k: _Staircase.of(v) for (k, d), v in by_kind.items() if d == "float32"}
-    m.stairs_by_dtype = {(k, d): _Staircase.of(v) for (k, d), v in by_kind.items() if d != "float32" and len(v) >= 2}
+    # a narrow dtype's staircase needs two points to be a curve; float32's is the fallback for every kind
+    m.stairs = {(k, d): _Staircase.of(v) for (k, d), v in by_kind.items() if d == "float32" or len(v) >= 2}
     m.overheads = {(o.backend, o.threads): o.seconds for o in profile.overhead}
     from .sequence import SequenceFactor
 
@@ -237,7 +236,6 @@ def machine_for_spec(spec: HardwareSpec, reference: HardwareProfile, reference_s
         calibrated=False,
         rates=base.rates,
         stairs=base.stairs,
-        stairs_by_dtype=base.stairs_by_dtype,
         overheads=base.overheads,
         sequence=base.sequence,
         rate_scale=scale,

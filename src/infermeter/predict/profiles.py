@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError, UsageError
-from .schema import HardwareProfile
+from .schema import HardwareProfile, HardwareSpec
 
 __all__ = [
     "SCHEMA",
     "profile_to_yaml",
     "profile_from_yaml",
     "save_profile",
+    "stored_profiles",
+    "spec_of_profile",
     "load_profile",
     "read_profile_file",
     "write_profile_file",
@@ -91,6 +93,26 @@ def load_profile(store: Any, name: str | None = None) -> HardwareProfile | None:
     if text is None:
         return None
     return profile_from_yaml(text, source=f"stored hardware profile {name or ''}".rstrip())
+
+
+def stored_profiles(store: Any) -> list[HardwareProfile]:
+    """The newest stored profile of every name, newest first; [] without a store."""
+    if store is None:
+        return []
+    out = []
+    for name in dict.fromkeys(n for n, _ in store.list_hardware()):
+        p = load_profile(store, name)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def spec_of_profile(p: HardwareProfile) -> HardwareSpec | None:
+    """The spec-sheet entry a calibrated machine is, when its device or profile name
+    is one of the table's names or aliases (``NVIDIA H100 80GB HBM3``)."""
+    from .hardware import find_spec
+
+    return (find_spec(p.device_name) if p.device_name else None) or find_spec(p.name)
 
 
 def read_profile_file(path: str | os.PathLike[str]) -> HardwareProfile:

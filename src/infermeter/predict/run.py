@@ -23,47 +23,16 @@ from .schema import HardwareProfile, HardwareSpec, Prediction
 __all__ = ["predict", "predict_model", "resolve_machine", "reference_for"]
 
 
-def _stored_profiles(store: Any) -> list[HardwareProfile]:
-    from .profiles import profile_from_yaml
-
-    out: list[HardwareProfile] = []
-    if store is None:
-        return out
-    seen: set[str] = set()
-    for name, _created in store.list_hardware():
-        if name in seen:
-            continue
-        seen.add(name)
-        text = store.hardware(name)
-        if text:
-            out.append(profile_from_yaml(text))
-    return out
-
-
 def _device_kind(device: str) -> str:
     return "gpu" if device.startswith("cuda") else "cpu"
 
 
-def _spec_of_profile(profile: HardwareProfile) -> HardwareSpec | None:
-    """The table entry a calibrated machine is, when its name says (e.g. 'NVIDIA H100 80GB HBM3')."""
-    from .hardware import table
-
-    text = f"{profile.device_name} {profile.name}".lower()
-    best: HardwareSpec | None = None
-    for spec in table():
-        for alias in [spec.name, *spec.aliases]:
-            a = alias.lower()
-            if a and a in text and (best is None or len(a) > len(best.name)):
-                best = spec
-    return best
-
-
 def reference_for(spec: HardwareSpec, store: Any = None) -> HardwareProfile:
     """The calibrated machine whose efficiency curves a spec-sheet target borrows."""
-    from .profiles import reference_profiles
+    from .profiles import reference_profiles, stored_profiles
 
     want = "cpu" if spec.kind == "cpu" else "gpu"
-    candidates = [p for p in _stored_profiles(store) + reference_profiles() if p.kind == want]
+    candidates = [p for p in stored_profiles(store) + reference_profiles() if p.kind == want]
     if not candidates:
         raise UsageError(
             f"no calibrated {want} profile to derive {spec.name}'s efficiency curves from; "
@@ -75,12 +44,12 @@ def reference_for(spec: HardwareSpec, store: Any = None) -> HardwareProfile:
 def resolve_machine(hardware: str, *, device: str = "cpu", store: Any = None) -> Machine:
     """``this`` | a table name | a profile or spec file → a Machine."""
     from .hardware import get_spec
-    from .profiles import profile_from_yaml
+    from .profiles import profile_from_yaml, spec_of_profile, stored_profiles
 
     text = hardware.strip()
     if text.lower() in ("this", "here", "local"):
         kind = _device_kind(device)
-        for p in _stored_profiles(store):
+        for p in stored_profiles(store):
             if p.kind == kind:
                 return machine_for_profile(p)
         raise UsageError(
@@ -94,7 +63,7 @@ def resolve_machine(hardware: str, *, device: str = "cpu", store: Any = None) ->
             return machine_for_profile(profile_from_yaml(body))
     spec = get_spec(text)
     ref = reference_for(spec, store)
-    return machine_for_spec(spec, ref, _spec_of_profile(ref))
+    return machine_for_spec(spec, ref, spec_of_profile(ref))
 
 
 def predict(

@@ -98,7 +98,6 @@ def measure_sequences(profile: HardwareProfile, *, torch: Any, device: Any, time
             points.append(SequencePoint(label=label, dtype=dt, ops=len(work.ops), predicted_s=pred.latency_s,
                                         measured_s=t.seconds, mean_op_s=pred.latency_s / max(1, len(work.ops)),
                                         spread=t.spread))
-        module.to(dtype=torch.float32)
     return points
 
 
