@@ -113,6 +113,13 @@ class OnnxRunner(Runner):
         if threads is not None and threads < 0:
             raise UsageError(f"threads must be a positive integer (0 or unset: the default), not {threads}")
         so.intra_op_num_threads = int(threads or 0)
+        level = (options.extra or {}).get("graph_optimization_level")
+        if level is not None:  # optimize measures each level; the default is ONNX Runtime's own (all)
+            levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                      "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+            if level not in levels:
+                raise UsageError(f"graph optimisation level '{level}' is not one of {', '.join(levels)}")
+            so.graph_optimization_level = levels[level]
         try:
             session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:

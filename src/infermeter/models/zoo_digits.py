@@ -34,7 +34,7 @@ from ..errors import BackendUnavailable, SpecError
 
 __all__ = [
     "DigitsMLP", "DigitsCNN", "Recipe", "RECIPES", "CACHE_ENV_VAR", "SEED", "TEST_FRACTION",
-    "digits_split", "digits_eval_npz", "trained", "accuracy", "default_cache_dir", "cache_path", "architecture", "cached_meta",
+    "digits_split", "digits_eval_npz", "digits_train_npz", "trained", "accuracy", "default_cache_dir", "cache_path", "architecture", "cached_meta",
 ]
 
 CACHE_ENV_VAR = "INFERMETER_CACHE"
@@ -171,6 +171,17 @@ def digits_eval_npz(path: str | Path, name: str, seed: int = SEED) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
         np.savez(f, x=x_test, labels=y_test)
+    return p
+
+
+def digits_train_npz(path: str | Path, name: str, seed: int = SEED) -> Path:
+    """Write the training split (``x``, ``labels``): rows ``optimize`` distils students on."""
+    key = _key(name)
+    x_train, y_train, _, _ = _split_for(key, seed)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "wb") as f:
+        np.savez(f, x=x_train, labels=y_train)
     return p
 
 

@@ -279,9 +279,11 @@ def evaluate(
     metric: str | Metric | None = None,
     reference: Outputs | None = None,
     batch_size: int = 64,
+    outputs: Outputs | None = None,
 ) -> Evaluation:
     """Score ``runner`` on ``data``: a metric when there are labels, fidelity to
-    ``reference`` (the original model's :func:`model_outputs`) when given, or both."""
+    ``reference`` (the original model's :func:`model_outputs`) when given, or both.
+    ``outputs``: the runner's outputs on ``data`` when already computed."""
     if data.labels is None and metric is not None:
         name = metric.name if isinstance(metric, Metric) else metric
         raise UsageError(
@@ -294,7 +296,8 @@ def evaluate(
             "add a 'labels' array or compare with the original model's outputs"
         )
     chosen = resolve_metric(metric) if isinstance(metric, str) else metric  # fail before running the model
-    outputs = model_outputs(runner, data, batch_size=batch_size)
+    if outputs is None:
+        outputs = model_outputs(runner, data, batch_size=batch_size)
     result = Evaluation(rows=data.n, labels=data.labels is not None)
     if data.labels is not None:
         source: Literal["given", "auto"] = "given"

@@ -34,6 +34,14 @@ _SECTIONS = (
 )
 
 
+def _nav(optimize: bool) -> list[tuple[str, str]]:
+    """The page's sections; "Optimize" (after "Across runs") only when optimize runs are shown."""
+    out = list(_SECTIONS)
+    if optimize:
+        out.insert(out.index(("across", "Across runs")) + 1, ("optimize", "Optimize"))
+    return out
+
+
 def default_title(results: Sequence[Result]) -> str:
     specs = list(dict.fromkeys(r.model.spec for r in results))
     shown = ", ".join(specs[:3]) + (f" and {len(specs) - 3} more" if len(specs) > 3 else "")
@@ -103,6 +111,27 @@ def _profile_html(r: Result, figs: list[tuple[Chart, str]]) -> str:
     return html_section(r) + "".join(_figure(c, s) for c, s in figs)
 
 
+def _optimize_reports(results: Sequence[Result]) -> list[Any]:
+    """The optimize runs among ``results`` (none when the optimize summary is unavailable)."""
+    try:
+        from ..optimize.summary import reports_of
+    except ImportError:
+        return []
+    return list(reports_of(results))
+
+
+def _optimize_section(shown: Sequence[tuple[Any, list[tuple[Chart, str]]]]) -> str:
+    """Each optimize run's table of candidates, then its Pareto chart."""
+    from .optimize_table import html_section
+
+    parts = ['<section id="optimize"><h2>Optimize</h2>']
+    for rep, figs in shown:
+        parts.append(html_section(rep))
+        parts += [_figure(c, s) for c, s in figs]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 def render_html(results: Sequence[Result], title: str | None = None, *, generated: datetime | None = None) -> str:
     """The report page for ``results`` (in the order given), as one HTML string."""
     results = list(results)
@@ -122,6 +151,12 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
     for c, s in made:
         if c.section != "across":
             per_run.setdefault(c.section, []).append(_figure(c, s))
+    reports = _optimize_reports(results)
+    pareto: list[tuple[Any, list[tuple[Chart, str]]]] = []
+    if reports:
+        from .plots_optimize import charts as optimize_charts
+
+        pareto = [(rep, [(c, svg_of(c)) for c in optimize_charts(rep)]) for rep in reports]
 
     body = [
         '<section id="summary"><h2>Summary</h2>',
@@ -132,6 +167,7 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
         '<section id="across"><h2>Across runs</h2>',
         *(across or ['<p class="muted">A single run: nothing to compare across runs.</p>']),
         "</section>",
+        *([_optimize_section(pareto)] if pareto else []),
         '<section id="runs"><h2>Per run</h2>',
         *[_run_section(r, per_run.get(r.id, []), _profile_html(r, profiles.get(r.id, [])) if r.op_profile is not None else "")
           for r in results],
@@ -156,11 +192,12 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
         "version": T.esc(__version__),
         "generated": T.esc(generated.isoformat(timespec="seconds")),
         "schema": T.esc(SCHEMA),
-        "nav": "".join(f'<a href="#{key}">{T.esc(label)}</a>' for key, label in _SECTIONS),
+        "nav": "".join(f'<a href="#{key}">{T.esc(label)}</a>' for key, label in _nav(bool(pareto))),
         "body": "\n".join(body),
         "data": _json_for_html({
             "schema": SCHEMA, "generated": generated.isoformat(),
-            "charts": [c.slug for c, _ in made] + [c.slug for figs in profiles.values() for c, _ in figs],
+            "charts": [c.slug for c, _ in made] + [c.slug for figs in profiles.values() for c, _ in figs]
+            + [c.slug for _, figs in pareto for c, _ in figs],
             "results": [r.to_json_dict() for r in results],
         }),
     }

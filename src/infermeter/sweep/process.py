@@ -119,8 +119,10 @@ def run_worker(
     cwd: Optional[str] = None,
     cancel: Optional[threading.Event] = None,
     python: str = sys.executable,
+    module: str = "infermeter.sweep.worker",
 ) -> WorkerOutcome:
-    """Start a worker, feed it ``payload``, wait for it (at most ``timeout_s``), return how it went.
+    """Start a worker (``python -m module``, the sweep's by default), feed it ``payload``, wait
+    for it (at most ``timeout_s``), return how it went.
 
     ``on_message`` is called from a reader thread with every progress message.
     Setting ``cancel`` kills the worker (reason ``interrupted``). Never raises for
@@ -133,7 +135,7 @@ def run_worker(
     out.t_launch_ns = time.monotonic_ns()
     try:
         proc = subprocess.Popen(
-            [python, "-m", "infermeter.sweep.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [python, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=dict(env) if env is not None else None, cwd=cwd,
             start_new_session=hasattr(os, "killpg"),
         )

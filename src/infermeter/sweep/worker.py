@@ -24,9 +24,9 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-__all__ = ["main"]
+__all__ = ["main", "start", "finish"]
 
 _EXIT_ORPHANED = 3
 
@@ -39,7 +39,10 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-def main() -> int:
+def start() -> tuple[Callable[[Mapping[str, Any]], None], dict[str, Any]] | None:
+    """Open the message channel, say hello, read the payload and watch stdin for the
+    parent's death. Returns (send, payload), or None when the parent sent nothing.
+    Shared by every worker kind (sweep points, optimize candidates)."""
     t_start = time.monotonic_ns()
     msg_fd = os.dup(1)
     os.dup2(2, 1)  # print() in the model lands on stderr, never in the message channel
@@ -55,7 +58,7 @@ def main() -> int:
     send({"type": "hello", "pid": os.getpid(), "t_ns": t_start})
     line = sys.stdin.readline()
     if not line:
-        return _EXIT_ORPHANED
+        return None
     payload = json.loads(line)
 
     def watch_stdin() -> None:
@@ -63,6 +66,21 @@ def main() -> int:
         os._exit(_EXIT_ORPHANED)
 
     threading.Thread(target=watch_stdin, name="infermeter-worker-stdin", daemon=True).start()
+    return send, payload
+
+
+def finish(code: int) -> None:
+    """Flush and leave without interpreter teardown: the work is done, and finalisers can hang or crash."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main() -> int:
+    started = start()
+    if started is None:
+        return _EXIT_ORPHANED
+    send, payload = started
 
     from infermeter.measure import bench
 
@@ -93,7 +111,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # skip interpreter teardown: the point is done, and finalisers can hang or crash
+    finish(main())
