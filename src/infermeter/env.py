@@ -86,6 +86,7 @@ _X86_FLAGS = (
     "amx_tile",
     "amx_bf16",
     "amx_int8",
+    "amx_fp16",
 )
 # /proc/cpuinfo "Features" names on aarch64; "neon" is derived from asimd.
 _ARM_FLAGS = ("neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "fphp", "asimdhp")

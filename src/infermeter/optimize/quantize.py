@@ -1,4 +1,4 @@
-"""Quantization transforms of ONNX models, done by ONNX Runtime's own quantizer
+"""Quantization transforms. ONNX models go through ONNX Runtime's own quantizer
 (``onnxruntime.quantization``) rather than by hand: it knows which operators
 have int8 kernels, folds the scales, and is what users would run themselves.
 
@@ -9,24 +9,38 @@ have int8 kernels, folds the scales, and is what users would run themselves.
   fuses into int8 kernels (``quantize_static``); needs calibration data.
 
 Each returns a :class:`Transformed`: the new file, its lineage step and the
-sizes before and after. Any failure of the quantizer (an operator it cannot
-handle, a graph it cannot read) is a :class:`TransformError` that names the
+sizes before and after.
+
+PyTorch models are quantized in PyTorch by torchao (:func:`quantize_torch`), on
+their ``nn.Linear`` layers, and stay PyTorch modules (measured by the torch
+runner, possibly compiled afterwards):
+
+* int8-dynamic: int8 weights, activations quantized per call
+  (``Int8DynamicActivationInt8WeightConfig``): int8 GEMMs, which pay where the
+  CPU has VNNI/AMX-INT8 kernels;
+* int8-weight-only: int8 weights dequantized on use (``Int8WeightOnlyConfig``):
+  a quarter of the weight bytes with float arithmetic, which pays where moving
+  the weights, not the arithmetic, is the cost (small batches, large layers).
+
+Any failure of a quantizer (an operator it cannot handle, a graph it cannot
+read, no layer it can convert) is a :class:`TransformError` that names the
 transform and the reason, so ``optimize`` keeps it as a failed candidate.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from ..errors import BackendUnavailable, TransformError, UsageError
 from ..models import short_error
 
-__all__ = ["Transformed", "quantize_dynamic", "quantize_static", "CALIBRATION_METHODS"]
+__all__ = ["Transformed", "quantize_dynamic", "quantize_static", "CALIBRATION_METHODS", "quantize_torch", "TORCH_QUANT_KINDS"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -120,3 +134,46 @@ def quantize_static(src: str | os.PathLike[str], dst: str | os.PathLike[str], ca
         raise TransformError(f"static int8 quantization of '{src.name}' ({method} calibration) failed: {short_error(exc)}") from None
     return Transformed(dst, f"quantize-static(qdq, {method}, per_channel={per_channel}, rows={reader._n})",
                        src.stat().st_size, dst.stat().st_size)
+
+
+# ---------------------------------------------------------------------------- torchao (PyTorch models)
+
+TORCH_QUANT_KINDS = ("int8-dynamic", "int8-weight-only")
+
+
+def quantize_torch(module: Any, kind: str) -> Any:
+    """A copy of ``module`` with its ``nn.Linear`` layers quantized by torchao (``kind``
+    in :data:`TORCH_QUANT_KINDS`); the original is untouched. Whether the copy still
+    gives good outputs is for the caller's evaluation to say."""
+    if kind not in TORCH_QUANT_KINDS:
+        raise UsageError(f"torch quantization kind '{kind}' is not one of {', '.join(TORCH_QUANT_KINDS)}")
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailable(f"torchao quantization needs torch ({exc}); pip install 'infermeter[torch]'") from None
+    try:  # imported on use: torchao is an extra, and slow to import
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+    except Exception as exc:  # missing, too old for these configs, or built for another torch
+        raise BackendUnavailable(
+            f"torchao {kind} quantization needs torchao>=0.18 built for torch {torch.__version__} "
+            f"({short_error(exc)}); pip install 'infermeter[optimize]'"
+        ) from None
+    what = f"torchao {kind} quantization"
+    try:
+        out = copy.deepcopy(module)
+    except Exception as exc:
+        raise TransformError(f"{what} failed: cannot copy the model ({short_error(exc)})") from None
+    linears = [m for m in out.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise TransformError(f"{what} failed: no nn.Linear layers for torchao to quantize")
+    config = Int8DynamicActivationInt8WeightConfig() if kind == "int8-dynamic" else Int8WeightOnlyConfig()
+    try:
+        out.eval()
+        quantize_(out, config)
+    except Exception as exc:  # torchao's errors are many and undocumented
+        raise TransformError(f"{what} failed: {short_error(exc)}") from None
+    plain = (torch.Tensor, torch.nn.Parameter)
+    if not any(type(m.weight) not in plain for m in linears):
+        raise TransformError(f"{what} failed: torchao converted none of the {len(linears)} nn.Linear layers "
+                             "(their shapes or dtypes are not ones it quantizes)")
+    return out
