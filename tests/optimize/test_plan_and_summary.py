@@ -29,8 +29,8 @@ def test_torch_plan_covers_every_family_and_says_why_it_skips():
     assert by["ort-all"].runtime["ort_level"] == "all" and by["ort-all"].steps[0].op == "export-onnx"
     assert by["threads-1"].runtime == {"batch_size": 1, "threads": 1}
     assert [s.op for s in by["compile-bf16"].steps] == ["cast", "compile"]
-    assert by["ort-int8-dynamic"].lineage() == ["export-onnx(opset=17)", "quantize-dynamic(per_channel=False, weight_type=int8)",
-                                                 "runtime(batch_size=1)"]
+    assert by["ort-int8-dynamic"].lineage() == ["export-onnx(opset=17)", "quantize-dynamic(per_channel=False, weight_type=int8)"]
+    assert by["threads-1"].lineage() == ["runtime(threads=1)"]
 
 
 def test_onnx_plan_skips_pytorch_only_transforms_and_only_filters():
@@ -38,7 +38,7 @@ def test_onnx_plan_skips_pytorch_only_transforms_and_only_filters():
     by = {p.name: p for p in plans}
     assert by["ort-int8-dynamic"].skip == "" and by["ort-int8-dynamic"].steps[0].op == "quantize-dynamic"
     assert "PyTorch" in by["torch-int8-dynamic"].skip
-    assert by["batch-8"].runtime["batch_size"] == 8
+    assert by["batch-8"].runtime["batch_size"] == 8 and by["batch-8"].lineage() == ["runtime(batch_size=8)"]
     assert "threads-1" not in by  # one core: nothing to vary
     assert {p.family for p in plans} == {"baseline", "quantize", "runtime"}
 

@@ -163,7 +163,8 @@ class TorchRunner(Runner):
         try:
             if fmt != "export":  # exported programs are traced in eval mode and refuse .eval()
                 model.eval()
-            model.to(self._device)
+            if any(getattr(t, "device", None) != self._device for t in _tensors(model)):  # quantized tensor subclasses refuse a no-op move
+                model.to(self._device)
             if want is not None:
                 model.to(want)
         except Exception as exc:
@@ -420,6 +421,13 @@ class _Positional:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _tensors(model: Any) -> list[Any]:
+    try:
+        return list(model.parameters()) + list(model.buffers())
+    except Exception:  # not an nn.Module (a plain callable): let .to() decide
+        return [None]
 
 
 def _torch_dtype(dtype: str | None) -> "torch.dtype | None":

@@ -39,8 +39,10 @@ def baseline_plan(batch_size: int) -> CandidatePlan:
     return CandidatePlan(name="baseline", family="baseline", kind="baseline", runtime={"batch_size": batch_size})
 
 
-def _p(name: str, family: str, kind: str, steps: list[Step], batch: int, skip: str = "", **runtime: Any) -> CandidatePlan:
-    return CandidatePlan(name=name, family=family, kind=kind, steps=steps, runtime={"batch_size": batch, **runtime}, skip=skip)
+def _p(name: str, family: str, kind: str, steps: list[Step], batch: int, skip: str = "", base_batch: int | None = None,
+       **runtime: Any) -> CandidatePlan:
+    return CandidatePlan(name=name, family=family, kind=kind, steps=steps, runtime={"batch_size": batch, **runtime}, skip=skip,
+                         base_batch=base_batch if base_batch is not None else batch)
 
 
 def plan_candidates(
@@ -124,7 +126,7 @@ def plan_candidates(
         cands.append(_p("threads-1", "runtime", "runtime", [], b, threads=1))
     if objective == "throughput":
         for nb in batch_sizes[1:]:
-            cands.append(_p(f"batch-{nb}", "runtime", "runtime", [], nb))
+            cands.append(_p(f"batch-{nb}", "runtime", "runtime", [], nb, base_batch=b))
 
     if only is not None:
         cands = [c for c in cands if c.family in only]

@@ -116,7 +116,12 @@ def verdict(c: Candidate, baseline: Candidate, max_drop: float, *, min_effect: f
     if _faster(c, min_effect):
         return "accuracy budget exceeded" if over else "faster within budget"
     why = _not_faster_reason(c, cpu_flags or {})
-    text = "not faster" + (f": {why}" if why else " (the speed-up's CI does not clear the minimum effect)")
+    high = c.speedup_ci_high if c.speedup_ci_high is not None else c.speedup
+    slower = high is not None and high < 1.0 - min_effect
+    if slower:
+        text = f"slower ({c.speedup:.2f}x)" + (f": {why}" if why else "")
+    else:
+        text = "not faster" + (f": {why}" if why else f" (the speed-up's CI does not clear +{min_effect:.0%})")
     return text + ("; accuracy budget exceeded" if over else "")
 
 
@@ -130,6 +135,8 @@ def _not_faster_reason(c: Candidate, flags: dict[str, bool]) -> str:
         return "no int8 dot-product instructions on this CPU (VNNI/AMX-INT8/dot-prod), so int8 kernels gain little"
     if kind.startswith("quantize-dynamic"):
         return "dynamic quantization re-quantizes activations every call; at this size that cost eats the int8 gain"
-    if kind in ("bfloat16", "float16") and flags and not any(flags.get(f) for f in ("avx512_bf16", "amx_bf16")):
-        return "no native bf16/fp16 arithmetic on this CPU: the narrow dtype is converted to float32 and back"
+    native = {"bfloat16": ("avx512_bf16", "amx_bf16", "bf16"), "float16": ("avx512_fp16", "amx_fp16", "fphp", "asimdhp")}
+    if kind in native and flags and not any(flags.get(f) for f in native[kind]):
+        name = "bf16" if kind == "bfloat16" else "fp16"
+        return f"no native {name} arithmetic on this CPU: the narrow dtype is converted to float32 and back"
     return ""

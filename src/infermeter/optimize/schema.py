@@ -68,9 +68,11 @@ class CandidatePlan(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     runtime: dict[str, Any] = Field(default_factory=dict, description="threads, batch_size for the measurement")
     skip: str = Field("", description="why it will not run here (set before running; the row says so)")
+    base_batch: int | None = Field(None, description="the baseline's batch size: the lineage names a different one")
 
     def lineage(self) -> list[str]:
-        rt = [f"{k}={v}" for k, v in self.runtime.items()]
+        """The steps, then the runtime settings that differ from the baseline's."""
+        rt = [f"{k}={v}" for k, v in self.runtime.items() if k != "batch_size" or v != (self.base_batch or v)]
         return [s.text() for s in self.steps] + ([f"runtime({', '.join(rt)})"] if rt else [])
 
 

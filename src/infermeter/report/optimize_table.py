@@ -222,8 +222,10 @@ def _trailer(report: "OptimizeReport") -> list[tuple[str, str]]:
 def render_optimize(report: "OptimizeReport", console: Console) -> None:
     """Print the run's table of candidates and, under it, the choice, notes and outputs."""
     t = Table(title=_title(report), caption=footnote(report), caption_justify="left")
+    wide = console.width >= 170  # a narrow terminal gets the lineage as lines under the table
     t.add_column("candidate", no_wrap=True)
-    t.add_column("lineage", overflow="fold", max_width=44)
+    if wide:
+        t.add_column("lineage", overflow="fold", max_width=44)
     t.add_column("speed-up [CI]", justify="right", no_wrap=True)
     t.add_column(objective_label(report), justify="right", no_wrap=True)
     t.add_column(report.accuracy_name, justify="right", no_wrap=True)
@@ -240,9 +242,9 @@ def render_optimize(report: "OptimizeReport", console: Console) -> None:
         name.append(rec.name, style="bold" if row.chosen else dim)
         delta = Text(delta_text(report, row.accuracy_delta) if ran and not is_baseline(row) else "–",
                      style="red" if ran and over_budget(report, row) else dim)
+        cells = [name] + ([Text(lineage_text(row), style=dim)] if wide else [])
         t.add_row(
-            name,
-            Text(lineage_text(row), style=dim),
+            *cells,
             Text(speedup_text(row), style=dim),
             Text(_objective_value(report, row)[0], style=dim),
             Text(accuracy_text(report, rec.accuracy) if ran else "–", style=dim),
@@ -252,6 +254,10 @@ def render_optimize(report: "OptimizeReport", console: Console) -> None:
             Text(verdict, style=vstyle),
         )
     console.print(t)
+    if not wide:
+        for row in report.rows:
+            if not is_baseline(row):
+                console.print(Text(f"  {row.record.name}: {lineage_text(row)}", style="dim"))
     for line, style in _trailer(report):
         console.print(Text(line, style=style))
 
