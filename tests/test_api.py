@@ -15,7 +15,7 @@ EXPORTED = {
     "ModelLoadError", "ModelRunError", "OutputError", "Result", "Runner", "SCHEMA", "SpecError", "Store", "StoreError",
     "UsageError", "__version__", "bench", "capture_env", "compare_samples", "default_store_path", "describe_latency",
     "list_zoo", "load_model", "load_result", "parse_input", "run_sweep",
-    "count_work", "profile_model", "calibrate", "predict_model", "implied", "Claim",
+    "count_work", "profile_model", "calibrate", "predict_model", "implied", "Claim", "optimize_model", "OptimizeOptions",
 }
 
 

@@ -30,6 +30,8 @@ _EXPORTS = {
     "predict_model": "infermeter.predict.run",
     "implied": "infermeter.predict.implied",
     "Claim": "infermeter.predict.implied",
+    "optimize_model": "infermeter.optimize.run",
+    "OptimizeOptions": "infermeter.optimize.run",
     "Store": "infermeter.store",
     "default_store_path": "infermeter.store",
     "capture_env": "infermeter.env",
@@ -78,5 +80,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .predict.calibrate import calibrate
     from .predict.count import count_work
     from .predict.implied import Claim, implied
+    from .optimize.run import OptimizeOptions, optimize_model
     from .predict.profile import profile_model
     from .predict.run import predict_model

@@ -80,6 +80,7 @@ def optimize(
     device: DeviceOpt = "cpu",
     max_time: Annotated[float, typer.Option("--max-time", min=0.1, help="seconds of measurement per candidate at most")] = 10.0,
     distill_time: Annotated[float, typer.Option("--distill-time", min=0.5, help="seconds of training per distilled student")] = 30.0,
+    candidate_timeout: Annotated[float, typer.Option("--candidate-timeout", min=1.0, help="seconds before a candidate that hangs is killed (a failed row)")] = 900.0,
     eval_rows: Annotated[int, typer.Option("--eval-rows", min=1, help="generated rows when there is no --eval (fidelity only)")] = 64,
     seed: SeedOpt = 0,
     tag: TagOpt = None,
@@ -106,7 +107,7 @@ def optimize(
         model=spec, eval=str(eval_path) if eval_path else None, metric=metric, train=str(train) if train else None,
         max_drop=max_drop, objective=objective, batch_sizes=parse_batch_sizes(batch), only=only, budget_s=parse_budget(budget),
         out=str(out) if out else None, inputs=list(input or []), dims=parse_dims(dim), device=device, max_time_s=max_time,
-        distill_seconds=distill_time, eval_rows=eval_rows, recipe=str(recipe) if recipe else None, seed=seed,
+        distill_seconds=distill_time, eval_rows=eval_rows, candidate_timeout_s=candidate_timeout, recipe=str(recipe) if recipe else None, seed=seed,
         tags=parse_tags(tag),
     )
     st = None if no_save else open_store(store)

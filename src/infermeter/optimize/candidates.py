@@ -119,6 +119,10 @@ def plan_candidates(
                     torch_only or ("" if bf16_ok else bf16_why)))
     cands.append(_p("compile-int8-dynamic", "compile", "compile",
                     [Step(op="torchao", params={"kind": "int8-dynamic"}), compile_step], b, torch_only))
+    # PyTorch's own x86 int8 path: export, observe, convert (PT2E), then inductor fuses oneDNN int8 kernels
+    cands.append(_p("compile-int8-static-pt2e", "compile", "quantize-static",
+                    [Step(op="pt2e-int8", params={"kind": "static", "rows": 128}), compile_step], b,
+                    torch_only or ("" if has_calibration else "needs calibration rows (--eval or --train)")))
 
     # runtime settings
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)

@@ -38,12 +38,32 @@ __all__ = ["compile_module", "COMPILE_MODES"]
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+def _no_grad_call(compiled: Any) -> Any:
+    """A module that calls ``compiled`` under ``no_grad`` outside inference mode: PT2E int8
+    graphs compile (oneDNN weight prepacking under freezing) only there, while runners call
+    models inside ``inference_mode``."""
+    import torch
+
+    class NoGradCall(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            with torch.inference_mode(False), torch.no_grad():
+                return self.inner(*args, **kwargs)
+
+    return NoGradCall(compiled)
+
+
 def compile_module(module: Any, example_inputs: tuple, *, mode: str = "default", freezing: bool = True,
-                   backend: str = "inductor") -> tuple[Any, float]:
+                   backend: str = "inductor", grad_mode: str = "inference") -> tuple[Any, float]:
     """``torch.compile(module)``, compiled on ``example_inputs`` before returning.
 
     Returns (the compiled module, seconds the first call took: compiling and one run).
     ``module`` is put in eval mode. ``mode`` and ``freezing`` apply to the inductor backend.
+    ``grad_mode="no_grad"`` compiles and runs it under ``no_grad`` instead of ``inference_mode``
+    (as PT2E-quantized graphs need), wrapped so callers in inference mode get that too.
     """
     try:
         import torch
@@ -61,8 +81,16 @@ def compile_module(module: Any, example_inputs: tuple, *, mode: str = "default",
             import torch._inductor  # noqa: F401 - list_mode_options lives there
 
             options = dict(torch._inductor.list_mode_options(mode))
-            options["freezing"] = bool(freezing)
-            compiled = torch.compile(module, backend=backend, options=options)
+            if grad_mode == "no_grad" and freezing:
+                # PT2E int8 graphs need freezing set in inductor's global config (as an option their
+                # oneDNN prepack op fails fake-tensor propagation); this sets it for the process,
+                # which is fine in optimize's one-candidate worker
+                import torch._inductor.config as inductor_config
+
+                inductor_config.freezing = True
+            else:
+                options["freezing"] = bool(freezing)
+            compiled = torch.compile(module, backend=backend, options=options or None)
         else:
             compiled = torch.compile(module, backend=backend)
     except Exception as exc:  # an unknown backend is the user's mistake, anything else the transform's
@@ -73,15 +101,18 @@ def compile_module(module: Any, example_inputs: tuple, *, mode: str = "default",
     # Past dynamo's recompile limit for this forward (other compiles of the same model
     # class in this process), dynamo would quietly run it eagerly: make that an error here.
     strict = {"fail_on_recompile_limit_hit": True} if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit") else {}
+    if grad_mode not in ("inference", "no_grad"):
+        raise UsageError(f"grad mode '{grad_mode}' is not 'inference' or 'no_grad'")
+    runnable = compiled if grad_mode == "inference" else _no_grad_call(compiled)
     try:
         with torch._dynamo.config.patch(**strict), torch.inference_mode():
             start = time.perf_counter()
-            compiled(*args)
+            runnable(*args)
             seconds = time.perf_counter() - start
-            compiled(*args)  # nothing left to compile for these shapes
+            runnable(*args)  # nothing left to compile for these shapes
     except Exception as exc:
         raise TransformError(f"{what} failed: {_reason(exc)}") from None
-    return compiled, seconds
+    return runnable, seconds
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -176,4 +177,61 @@ def quantize_torch(module: Any, kind: str) -> Any:
     if not any(type(m.weight) not in plain for m in linears):
         raise TransformError(f"{what} failed: torchao converted none of the {len(linears)} nn.Linear layers "
                              "(their shapes or dtypes are not ones it quantizes)")
+    return out
+
+
+# ---------------------------------------------------------------------------- PT2E (PyTorch 2 export quantization)
+
+PT2E_KINDS = ("static", "dynamic")
+
+
+def quantize_pt2e(module: Any, specs: Sequence[Any], dims: Mapping[str, int], calibration: Mapping[str, np.ndarray], *,
+                  kind: str = "static", batch_size: int = 8, max_rows: int = 128) -> Any:
+    """int8 through PyTorch's export quantization for x86 CPUs (torchao's ``prepare_pt2e`` /
+    ``convert_pt2e`` with ``X86InductorQuantizer``): the graph is captured by ``torch.export``
+    (batch dim dynamic), observed on ``calibration`` rows (static: activation scales from
+    them; dynamic: weights only), and converted to quantize/dequantize pairs that inductor
+    fuses into oneDNN int8 kernels. Only fast once compiled: follow it with the compile step.
+    """
+    if kind not in PT2E_KINDS:
+        raise UsageError(f"PT2E quantization kind '{kind}' is not one of {', '.join(PT2E_KINDS)}")
+    try:
+        import torch
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+    except Exception as exc:
+        raise BackendUnavailable(f"PT2E int8 quantization needs torch and torchao>=0.18 ({short_error(exc)}); "
+                                 "pip install 'infermeter[optimize]'") from None
+    from ..inputs import BATCH
+
+    what = f"PT2E {kind} int8 quantization (X86InductorQuantizer)"
+    names = [s.name for s in specs]
+    missing = [n for n in names if n not in calibration]
+    if missing:
+        raise TransformError(f"{what} needs calibration rows for input(s) {', '.join(missing)}")
+    rows = {n: np.asarray(calibration[n])[:max_rows] for n in names}
+    n = min(len(v) for v in rows.values())
+    if n < 2:
+        raise TransformError(f"{what} needs at least 2 calibration rows, got {n}")
+
+    def tensors(start: int, stop: int) -> tuple[Any, ...]:
+        return tuple(torch.from_numpy(np.ascontiguousarray(rows[k][start:stop])) for k in names)
+
+    shapes = tuple({i: torch.export.Dim.DYNAMIC if d == BATCH else torch.export.Dim.AUTO
+                    for i, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            model = copy.deepcopy(module).eval()
+            captured = torch.export.export(model, tensors(0, min(n, max(2, batch_size))), dynamic_shapes=shapes).module()
+            quantizer = xiq.X86InductorQuantizer()
+            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_dynamic=kind == "dynamic"))
+            prepared = prepare_pt2e(captured, quantizer)
+            for start in range(0, n, max(1, batch_size)):
+                prepared(*tensors(start, min(n, start + batch_size)))
+            out = convert_pt2e(prepared)
+            allow_exported_model_train_eval(out)  # the runner and compile call .eval() on it
+    except Exception as exc:
+        raise TransformError(f"{what} failed: {short_error(exc)}") from None
     return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ STEP_OPS: dict[str, str] = {
     "quantize-dynamic": "onnx",
     "quantize-static": "onnx",
     "torchao": "torch",
+    "pt2e-int8": "torch",
     "cast": "torch",
     "prune-unstructured": "any",
     "prune-structured": "torch",
@@ -63,6 +63,7 @@ class BuildContext:
     train_labels: np.ndarray | None = None
     train_source: str = ""
     seed: int = 0
+    batch_size: int = 1  # the batch the candidate is measured at: compile for that shape
 
 
 @dataclass
@@ -269,6 +270,17 @@ def _apply(step: Step, state: dict[str, Any], ctx: BuildContext, done: list[Step
         from .quantize import quantize_torch
 
         module = quantize_torch(module, str(p.get("kind", "int8-dynamic")))
+    elif op == "pt2e-int8":
+        from .quantize import quantize_pt2e
+
+        if ctx.calibration is None:
+            raise TransformError("PT2E int8 quantization needs calibration rows; give --eval or --train data")
+        rows = int(p.get("rows", 128))
+        module = quantize_pt2e(module, ctx.specs, ctx.dims, ctx.calibration, kind=str(p.get("kind", "static")),
+                               batch_size=max(1, ctx.batch_size), max_rows=rows)
+        p["rows"] = min(rows, int(next(iter(ctx.calibration.values())).shape[0]))
+        if ctx.calibration_source:
+            p["calibration"] = ctx.calibration_source
     elif op == "cast":
         from .precision import cast_module
 
@@ -276,11 +288,13 @@ def _apply(step: Step, state: dict[str, Any], ctx: BuildContext, done: list[Step
     elif op == "compile":
         from .compile import compile_module
 
-        example = example_tensors(ctx.specs, ctx.dims, batch=int(p.pop("example_batch", 1) or 1))
+        # compiled for the measured batch: a second shape makes dynamo recompile with a dynamic batch dim (slower kernels)
+        example = example_tensors(ctx.specs, ctx.dims, batch=max(1, ctx.batch_size))
         example = _match_dtype(module, example)
+        pt2e = any(s.op == "pt2e-int8" for s in done)
         compiled, seconds = compile_module(module, example, mode=str(p.get("mode", "default")),
-                                           freezing=bool(p.get("freezing", True)))
-        notes.append(f"torch.compile took {seconds:.1f} s (a new batch size recompiles)")
+                                           freezing=bool(p.get("freezing", True)), grad_mode="no_grad" if pt2e else "inference")
+        notes.append(f"torch.compile took {seconds:.1f} s for batch {max(1, ctx.batch_size)} (another batch size recompiles)")
         state["compiled"] = compiled
     state["module"] = module
     return Step(op=op, params=p)
@@ -352,8 +366,3 @@ def read_recipe(path: str | Path) -> Recipe:
             raise UsageError(f"recipe '{p}' has unknown step '{s.op}'; steps are {', '.join(STEP_OPS)}")
     return recipe
 
-
-def copy_artifact(src: Path, dst_dir: Path, name: str) -> Path:
-    dst = dst_dir / (name + "".join(src.suffixes[-1:]))
-    shutil.copyfile(src, dst)
-    return dst

@@ -31,7 +31,7 @@ from .candidates import parse_only, plan_candidates
 from .schema import OBJECTIVES, CandidatePlan, CandidateRecord, OptimizeReport, Recipe
 from .summary import build_report
 
-__all__ = ["OptimizeOptions", "optimize", "parse_drop", "parse_budget"]
+__all__ = ["OptimizeOptions", "optimize", "optimize_model", "parse_drop", "parse_budget"]
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 _MIN_LEFT_S = 5.0  # a candidate is not started with less budget left than this
@@ -159,6 +159,27 @@ def optimize(opts: OptimizeOptions, *, store: Store | None = None, progress: Pro
         return _optimize(opts, session, root, out_dir, store, emit, t0, drop_value, drop_pct, only, recipe)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def optimize_model(model: str, *, store: Store | str | os.PathLike[str] | bool | None = True, progress: Progress | None = None,
+                   **options: Any) -> OptimizeReport:
+    """The Python form of ``infermeter optimize``: ``optimize_model("zoo:digits-cnn", max_drop="1%", out="best/")``.
+    ``options`` are :class:`OptimizeOptions` fields; ``store=True`` saves to the default store."""
+    from ..store import default_store_path
+
+    unknown = sorted(set(options) - set(OptimizeOptions.__dataclass_fields__))
+    if unknown:
+        raise UsageError(f"unknown optimize option(s) {', '.join(unknown)}; use {', '.join(OptimizeOptions.__dataclass_fields__)}")
+    st: Store | None
+    if store is True:
+        st = Store(default_store_path())
+    elif store in (False, None):
+        st = None
+    elif isinstance(store, Store):
+        st = store
+    else:
+        st = Store(store)  # type: ignore[arg-type]
+    return optimize(OptimizeOptions(model=model, **options), store=st, progress=progress)
 
 
 def _payload(opts: OptimizeOptions, session: str, root: Path, plan: CandidatePlan, *, baseline: bool, max_drop: float,
@@ -324,14 +345,15 @@ def _write_out(report: OptimizeReport, pairs: list[tuple[CandidateRecord, Result
             shutil.copyfile(src, dst)
             report.model_path = str(dst)
         runtime = {k: v for k, v in rec.runtime.items()}
-        if any(s.op == "compile" for s in rec.steps):
-            runtime["compile"] = next(s.params for s in rec.steps if s.op == "compile")
+        compiled = any(s.op == "compile" for s in rec.steps)
         figures = f"{chosen.speedup:.3g}x {report.objective} speed-up" if chosen.speedup else ""
         recipe = Recipe(base=opts.model, candidate=rec.name, steps=rec.steps, runtime=runtime, infermeter=__version__,
                         note=f"chosen by infermeter optimize session {report.session}: {figures}, "
                         f"{report.accuracy_name} {rec.accuracy} (baseline {pairs[0][0].accuracy}); "
                         + ("the saved model is the module before torch.compile: compile it at load"
-                           if "compile" in runtime else "the saved model is the candidate as measured"))
+                           if compiled else "the saved model is the candidate as measured")
+                        + ("; torchao's int8 layers are saved as int8 weights with dequantize + matmul, so rebuild with "
+                           "--recipe to run torchao's kernels" if any(s.op == "torchao" for s in rec.steps) else ""))
         report.recipe_path = str(write_recipe(recipe, out_dir / "recipe.yaml"))
     report.out_dir = str(out_dir)
     (out_dir / "report.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2), encoding="utf-8")

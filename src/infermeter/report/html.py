@@ -145,7 +145,7 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
     for c, s in made:
         if _is_profile_chart(c):
             profiles.setdefault(c.section, []).append((c, s))
-    made = [(c, s) for c, s in made if not _is_profile_chart(c)]
+    made = [(c, s) for c, s in made if not _is_profile_chart(c) and c.section != "optimize"]  # optimize: its own section
     across = [_figure(c, s) for c, s in made if c.section == "across"]
     per_run: dict[str, list[str]] = {}
     for c, s in made:

@@ -130,6 +130,12 @@ def charts(results: Sequence[Result]) -> list[Chart]:
     out = plots_across.charts(results)
     for r in results:
         out += plots_run.charts(r) + plots_profile.charts(r) + plots_predict.charts(r)
+    if any("optimize" in r.scenario_details for r in results):  # Pareto charts of optimize runs (for --png too)
+        from ..optimize.summary import reports_of
+        from . import plots_optimize
+
+        for rep in reports_of(results):
+            out += plots_optimize.charts(rep)
     seen: set[str] = set()
     unique = []
     for c in out:  # slugs name files and element ids: safe characters only, never twice

@@ -71,7 +71,7 @@ def charts(report: "OptimizeReport") -> list[Chart]:
             caption=_caption(report),
             draw=lambda fig: _draw(fig, report),
             size=(9.0, 5.0),
-            section="across",
+            section="optimize",  # drawn in the page's Optimize section, not with the latency charts
         )
     ]
 
