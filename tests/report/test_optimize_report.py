@@ -150,7 +150,7 @@ def test_pareto_chart_renders_to_svg():
 
     rep = _report()
     (chart,) = charts(rep)
-    assert chart.slug == "pareto-sess01" and chart.section == "across"
+    assert chart.slug == "pareto-sess01" and chart.section == "optimize"
     assert "Failed (not drawn): compile-max-autotune" in chart.caption
     assert "Skipped (not drawn): tensorrt-fp16" in chart.caption
     svg = svg_of(chart)
