@@ -128,3 +128,22 @@ def test_reports_of_groups_stored_results_by_session():
     assert isinstance(reps[0].rows[0].speedup, float)
     assert Estimate  # the schema's estimate type is what speed-ups are computed from
     assert LatencyStats
+
+
+def test_speedups_use_the_faster_of_the_two_baseline_measurements_and_say_so():
+    rng = np.random.default_rng(3)
+    slow_base = 0.016 * (1 + 0.02 * rng.standard_normal(300))  # a noisy moment at the start
+    base_again = 0.010 * (1 + 0.02 * rng.standard_normal(300))
+    cand = 0.010 * (1 + 0.02 * rng.standard_normal(300))  # really no faster than the baseline
+    pairs = [
+        (_record("baseline", "baseline", "baseline", 0.9), _result(slow_base, 1, "b")),
+        (_record("prune-50%", "prune", "prune-unstructured", 0.9), _result(cand, 1, "p")),
+        (_record("baseline-repeat", "baseline-repeat", "baseline", 0.9), _result(base_again, 1, "b2")),
+    ]
+    rep = build_report(pairs)
+    rows = {r.record.name: r for r in rep.rows}
+    assert rows["prune-50%"].speedup == pytest.approx(1.0, abs=0.03)  # not the 1.6x the slow start would give
+    assert rows["prune-50%"].verdict.startswith("not faster: dense kernels")
+    assert rows["baseline-repeat"].speedup == 1.0 and "measured again" in rows["baseline-repeat"].verdict
+    assert rep.choice.chosen is None
+    assert any("drifted" in n for n in rep.notes)

@@ -18,8 +18,9 @@ from ..stats.compare import compare_statistics, inverse_ratio
 from .pareto import Candidate, choose, pareto_front, verdict
 from .schema import CandidateRecord, OptimizeReport, Row
 
-__all__ = ["build_report", "reports_of", "record_of", "MIN_EFFECT"]
+__all__ = ["build_report", "reports_of", "record_of", "MIN_EFFECT", "BASELINE_REPEAT"]
 
+BASELINE_REPEAT = "baseline-repeat"  # the family of the baseline's second measurement, after the candidates
 MIN_EFFECT = 0.02  # a candidate must be at least 2% faster, at its CI's lower end, to count as faster
 
 
@@ -69,6 +70,21 @@ def build_report(pairs: Sequence[tuple[CandidateRecord, Result | None]], *, conf
         raise ValueError("the baseline is missing from the optimize results")
     brec, bres = base_pair
     objective = brec.objective
+    notes = list(notes)
+    repeat = next(((rec, res) for rec, res in pairs if rec.family == BASELINE_REPEAT), None)
+    if repeat is not None and _has_samples(repeat[1]) and _has_samples(bres):
+        # The baseline was measured first and again last: speed-ups are taken against the faster
+        # of the two, so a slow moment of the machine never inflates every candidate's gain.
+        s_val, s_lo, s_hi = _speedup(bres, repeat[1], objective, confidence)  # type: ignore[arg-type]
+        drift = s_lo is not None and s_hi is not None and (s_lo > 1 + MIN_EFFECT or s_hi < 1 - MIN_EFFECT)
+        if s_val > 1.0:
+            bres = repeat[1]
+        if drift:
+            notes.append(f"the baseline measured again at the end ran {s_val:.2f}x [{s_lo:.2f}, {s_hi:.2f}] as fast as at the "
+                         "start: the machine's speed drifted; speed-ups are against the faster of the two (conservative)")
+        else:
+            notes.append(f"the baseline measured again at the end ran {s_val:.2f}x [{s_lo:.2f}, {s_hi:.2f}] as fast as at the "
+                         "start (no drift beyond ±2%)")
     flags = cpu_flags if cpu_flags is not None else (bres.env.cpu_flags if bres is not None and bres.env is not None else {})
     rows: list[Row] = []
     cands: list[Candidate] = []
@@ -79,13 +95,15 @@ def build_report(pairs: Sequence[tuple[CandidateRecord, Result | None]], *, conf
         if res is not None:
             row.peak_memory_bytes = res.memory.inference_peak_rss_bytes
         ok = rec.status == "ok" and _has_samples(res) and _has_samples(bres)
-        if ok and rec.family == "baseline":
+        if ok and res is bres:
             row.speedup, row.speedup_ci_low, row.speedup_ci_high = 1.0, 1.0, 1.0
         elif ok:
             row.speedup, row.speedup_ci_low, row.speedup_ci_high = _speedup(bres, res, objective, confidence)  # type: ignore[arg-type]
         if rec.accuracy is not None and brec.accuracy is not None:
             row.accuracy_delta = rec.accuracy - brec.accuracy
         rows.append(row)
+        if rec.family == BASELINE_REPEAT:
+            continue  # a measurement of the baseline, not a candidate: no front, no choice
         cands.append(Candidate(
             name=rec.name, kind=rec.kind if rec.family != "baseline" else "baseline", lineage=rec.lineage,
             status="ok" if (ok and rec.status == "ok") else "failed",
@@ -94,11 +112,18 @@ def build_report(pairs: Sequence[tuple[CandidateRecord, Result | None]], *, conf
             accuracy=rec.accuracy, higher_is_better=rec.higher_is_better, size_bytes=rec.size_bytes,
             peak_memory_bytes=row.peak_memory_bytes,
         ))
-    base_c = cands[[r.record.family for r in rows].index("baseline")]
+    base_c = next(c for c in cands if c.kind == "baseline")
     max_drop = brec.max_drop
     front = set(pareto_front(cands, base_c))
     choice = choose(cands, base_c, max_drop, min_effect=MIN_EFFECT)
-    for row, c in zip(rows, cands):
+    by_name = {c.name: c for c in cands}
+    for row in rows:
+        c = by_name.get(row.record.name)
+        if row.record.family == BASELINE_REPEAT:
+            row.verdict = "the baseline, measured again after the candidates" if row.record.status == "ok" else \
+                f"the baseline's second measurement failed: {row.record.reason}"
+            continue
+        assert c is not None
         if row.record.status == "skipped":
             row.verdict = f"skipped: {row.record.reason}"
         else:
@@ -108,7 +133,7 @@ def build_report(pairs: Sequence[tuple[CandidateRecord, Result | None]], *, conf
     return OptimizeReport(
         session=brec.session, model=bres.model.spec if bres is not None else "", objective=objective,
         batch_size=brec.batch_size, accuracy_name=brec.accuracy_name, higher_is_better=brec.higher_is_better,
-        max_drop=max_drop, rows=rows, choice=choice, confidence=confidence, notes=list(notes),
+        max_drop=max_drop, rows=rows, choice=choice, confidence=confidence, notes=notes,
     )
 
 
