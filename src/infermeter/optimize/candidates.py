@@ -122,7 +122,8 @@ def plan_candidates(
     # PyTorch's own x86 int8 path: export, observe, convert (PT2E), then inductor fuses oneDNN int8 kernels
     cands.append(_p("compile-int8-static-pt2e", "compile", "quantize-static",
                     [Step(op="pt2e-int8", params={"kind": "static", "rows": 128}), compile_step], b,
-                    torch_only or ("" if has_calibration else "needs calibration rows (--eval or --train)")))
+                    torch_only or ("" if device == "cpu" else "X86InductorQuantizer targets x86 CPUs; this run is on " + device)
+                    or ("" if has_calibration else "needs calibration rows (--eval or --train)")))
 
     # runtime settings
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
