@@ -10,7 +10,7 @@ Each command group lives in its own module and registers itself on ``app``.
 
 from __future__ import annotations
 
-from . import bench, calibrate, check, count, hardware, implied, misc, optimize, predict, profile, report, runs, sweep  # noqa: F401  (register the commands)
+from . import bench, calibrate, check, count, hardware, implied, load, misc, optimize, plan, predict, profile, report, runs, serve, sweep  # noqa: F401  (register the commands)
 from ._app import app
 
 __all__ = ["app", "main"]
