@@ -315,6 +315,8 @@ def run_load(cfg: LoadConfig, progress: Progress | None = None) -> LoadOutcome:
     notes: list[str] = []
     if progress is not None:
         progress("prepare", {"url": cfg.url, "protocol": cfg.protocol})
+    if cfg.trace:
+        _schedule(cfg, [])  # a bad trace file is the user's to fix before any server is contacted
     target = _off_loop(lambda: asyncio.run(_prepare(cfg)))
     parts, schedule, offered, why = _parts(cfg, target, notes)
     if len(parts) == 1:
