@@ -50,7 +50,7 @@ def render_load(results: Sequence[Result], console: Console, *, slo: str | None 
     title = (f"load {results[0].model.spec} — {'open loop (latency from the intended send time)' if mode == 'open' else 'CLOSED LOOP (latency from the actual send: queueing before the send is not seen)'}"
              f", protocol {d0.get('protocol', '?')}, {d0.get('processes', 1)} generator process(es)")
     t = Table(title=title, caption="corrected = from the intended send time; service = from the actual send; lag = actual − "
-              "intended send; [low, high] 95% CI; goodput = successful requests/s", caption_justify="left")
+              "intended send; \\[low, high] 95% CI; goodput = successful requests/s", caption_justify="left")
     for col in ("offered", "achieved", "goodput", "requests", "errors", "p50", "p99", "p99.9", "service p50 / p99",
                 "lag p99"):
         t.add_column(col, justify="right")
