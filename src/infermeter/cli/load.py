@@ -10,12 +10,35 @@ option or an unreachable URL, 130 on Ctrl-C.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Any, List, Mapping, Optional
 
 import typer
 
 from ._app import app, handle_errors, open_store
+from .progress import NoteBars
 from .options import DebugOpt, DimOpt, InputOpt, JsonOpt, NoSaveOpt, QuietOpt, SeedOpt, StoreOpt, TagOpt, parse_tags
+
+
+class LoadBars(NoteBars):
+    """A bar over the run's seconds (one per find-max step), its note the requests sent and failed."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__(enabled)
+        self._task: Any = None
+
+    def update(self, phase: str, info: Mapping[str, Any]) -> None:
+        p = self._progress
+        if p is None:
+            return
+        if phase == "step" or self._task is None:
+            label = f"load step {info.get('step')} at {info.get('rate', 0):,.0f}/s" if phase == "step" else "load"
+            if self._task is not None:
+                p.remove_task(self._task)
+            self._task = p.add_task(label, total=None, note="connecting")
+        if phase == "run":
+            elapsed = max(0.0, float(info.get("elapsed_s") or 0.0))
+            p.update(self._task, total=float(info.get("duration_s") or 0.0) or None, completed=elapsed,
+                     note=f"sent {int(info.get('sent') or 0):,}, errors {int(info.get('errors') or 0):,}")
 
 
 @app.command()
@@ -85,14 +108,18 @@ def load(
         body=body, payload_files=list(payload or []), headers=headers, inputs=list(input or []), dims=parse_dims(dim),
         batch=batch, prompt=prompt, max_tokens=max_tokens,
     )
+    import sys
+
     console = Console(highlight=False)
     tags = parse_tags(tag)
-    if find_max:
-        from ..load.search import find_max as search
+    with LoadBars(enabled=not quiet and sys.stderr.isatty()) as bars:
+        if find_max:
+            from ..load.search import find_max as search
 
-        outcomes = search(cfg, slo, start_rate=rate or 10.0, step_duration_s=min(duration, 10.0))  # type: ignore[arg-type]
-    else:
-        outcomes = [run_load(cfg)]
+            outcomes = search(cfg, slo, start_rate=rate or 10.0, step_duration_s=min(duration, 10.0),  # type: ignore[arg-type]
+                              progress=bars.update)
+        else:
+            outcomes = [run_load(cfg, progress=bars.update)]
     results = [to_result(o) for o in outcomes]
     for r in results:
         r.tags.update(tags)

@@ -17,31 +17,16 @@ from typing import Annotated, Any, Mapping, Optional
 import typer
 
 from ._app import app, handle_errors, open_store
+from .progress import NoteBars
 from .options import BatchOpt, DebugOpt, DeviceOpt, DimOpt, InputOpt, NoSaveOpt, QuietOpt, SeedOpt, StoreOpt, TagOpt, parse_tags
 
 
-class OptimizeBars:
+class OptimizeBars(NoteBars):
     """A bar over the candidates, its note saying what the current one is doing."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: Any = None
+        super().__init__(enabled)
         self._task: Any = None
-
-    def __enter__(self) -> "OptimizeBars":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=Console(stderr=True),
-                                      transient=True)
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
 
     def update(self, event: str, payload: Mapping[str, Any]) -> None:
         p = self._progress

@@ -1,4 +1,5 @@
-"""The progress bar ``bench`` shows on stderr while it works (rich.progress)."""
+"""The progress bars commands show on stderr while they work (rich.progress): ``bench``'s, and
+:class:`NoteBars`, the base of the bars over sweep points and optimize candidates."""
 
 from __future__ import annotations
 
@@ -77,3 +78,28 @@ class BenchProgress:
             self._progress.update(self._task, completed=payload["fraction"], n=payload["n"], description=desc)
         elif event == "point-done" and self._task is not None:
             self._progress.update(self._task, completed=1.0)
+
+
+class NoteBars:
+    """A transient rich progress display on stderr whose bars carry a ``note`` field (what is
+    happening now); subclasses add and update bars from the events they receive."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+
+    def __enter__(self) -> "NoteBars":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

@@ -13,33 +13,17 @@ from typing import Annotated, Any, List, Mapping, Optional
 import typer
 
 from ._app import app, handle_errors, open_store
+from .progress import NoteBars
 from .options import DebugOpt, DimOpt, InputOpt, JsonOpt, QuietOpt, StoreOpt, TagOpt, parse_fraction, parse_tags
 
 
-class SweepBars:
+class SweepBars(NoteBars):
     """One bar over the points and, beneath it, one for each point running now (from its worker's progress)."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: Any = None
+        super().__init__(enabled)
         self._overall: Any = None
         self._bars: dict[Any, Any] = {}
-
-    def __enter__(self) -> "SweepBars":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-            )
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
 
     def update(self, event: str, payload: Mapping[str, Any]) -> None:
         p = self._progress

@@ -19,6 +19,10 @@ from ..inputs import InputSpec
 __all__ = ["Runner", "LoadOptions", "DeviceMemory"]
 
 
+#: ONNX Runtime graph optimisation levels, by the names ``LoadOptions.extra["graph_optimization_level"]`` takes.
+ORT_GRAPH_LEVELS = ("disabled", "basic", "extended", "all")
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """What the user asked for when loading. Runners record what is in force in

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import BackendUnavailable, InputError, ModelLoadError, UsageError
 from ..inputs import BATCH, InputSpec, canonical_dtype
 from . import parse_device, short_error
-from .base import LoadOptions, Runner
+from .base import ORT_GRAPH_LEVELS, LoadOptions, Runner
 
 try:
     import onnxruntime as ort
@@ -26,7 +26,16 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
         f"onnxruntime is not installed ({_exc}); pip install infermeter[onnx] (or onnxruntime-gpu for CUDA)"
     ) from None
 
-__all__ = ["OnnxRunner", "onnx_dtype"]
+__all__ = ["OnnxRunner", "onnx_dtype", "graph_level"]
+
+
+def graph_level(name: str) -> "ort.GraphOptimizationLevel":
+    """ONNX Runtime's graph optimisation level called ``name`` (one of ``ORT_GRAPH_LEVELS``)."""
+    levels = dict(zip(ORT_GRAPH_LEVELS, (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                         ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)))
+    if name not in levels:
+        raise UsageError(f"graph optimisation level '{name}' is not one of {', '.join(ORT_GRAPH_LEVELS)}")
+    return levels[name]
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
@@ -115,11 +124,7 @@ class OnnxRunner(Runner):
         so.intra_op_num_threads = int(threads or 0)
         level = (options.extra or {}).get("graph_optimization_level")
         if level is not None:  # optimize measures each level; the default is ONNX Runtime's own (all)
-            levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                      "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-            if level not in levels:
-                raise UsageError(f"graph optimisation level '{level}' is not one of {', '.join(levels)}")
-            so.graph_optimization_level = levels[level]
+            so.graph_optimization_level = graph_level(level)
         try:
             session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:

@@ -14,11 +14,11 @@ import os
 from typing import Any, Iterable, Mapping
 
 from ..errors import UsageError
+from ..models.base import ORT_GRAPH_LEVELS
 from .schema import FAMILIES, OBJECTIVES, CandidatePlan, Step
 
 __all__ = ["plan_candidates", "parse_only", "baseline_plan"]
 
-ORT_LEVELS = ("disabled", "basic", "extended", "all")
 UNSTRUCTURED = (0.5, 0.9)
 STRUCTURED = (0.25, 0.5)
 
@@ -71,7 +71,7 @@ def plan_candidates(
     export = [Step(op="export-onnx", params={"opset": 17})] if form == "torch" else []
 
     # export: ONNX Runtime at each graph optimisation level
-    for level in ORT_LEVELS:
+    for level in ORT_GRAPH_LEVELS:
         cands.append(_p(f"ort-{level}", "export", "export", list(export), b,
                         "" if onnx_ok else "needs a PyTorch module or an ONNX file", ort_level=level))
 

@@ -23,7 +23,7 @@ from .metrics import METRICS, Metric, Outputs, _first, _first_line, _score, accu
 
 __all__ = [
     "EvalData", "load_eval", "model_outputs", "Outputs", "Metric", "METRICS", "resolve_metric",
-    "accuracy", "top5", "f1", "mse", "mae", "fidelity", "Evaluation", "evaluate",
+    "accuracy", "top5", "f1", "mse", "mae", "fidelity", "Evaluation", "evaluate", "headline_figure",
 ]
 
 
@@ -316,3 +316,16 @@ def evaluate(
     if reference is not None:
         result.fidelity = fidelity(reference, outputs)
     return result
+
+
+def headline_figure(ev: Evaluation) -> tuple[float | None, str, bool]:
+    """The figure an accuracy budget is judged on: the metric with labels, else fidelity
+    (top-1 agreement for class scores, mean cosine otherwise)."""
+    if ev.metric is not None:
+        return ev.value, ev.metric, bool(ev.higher_is_better)
+    f = ev.fidelity or {}
+    if "top1_agreement" in f:
+        return float(f["top1_agreement"]), "fidelity: top-1 agreement", True
+    if "cosine" in f:
+        return float(f["cosine"]), "fidelity: cosine", True
+    return None, "", True

@@ -37,9 +37,7 @@ from ..models import short_error
 from ..inputs import BATCH, InputSpec, make_batches
 from .quantize import Transformed
 
-__all__ = ["export_onnx", "optimize_onnx", "save_torch", "ORT_LEVELS"]
-
-ORT_LEVELS = ("disabled", "basic", "extended", "all")
+__all__ = ["export_onnx", "optimize_onnx", "save_torch", "export_dims"]
 
 
 
@@ -78,12 +76,11 @@ def optimize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, l
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise UsageError(f"cannot optimise '{src}': no such file; give an ONNX model path")
-    levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    if level not in levels:
-        raise UsageError(f"graph optimisation level '{level}' is not one of {', '.join(ORT_LEVELS)}")
+    from ..models.onnx import graph_level
+
+    chosen = graph_level(level)
     so = ort.SessionOptions()
-    so.graph_optimization_level = levels[level]
+    so.graph_optimization_level = chosen
     so.optimized_model_filepath = str(dst)
     so.log_severity_level = 3
     try:
@@ -93,6 +90,15 @@ def optimize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, l
     if not dst.is_file():
         raise TransformError(f"ONNX Runtime wrote no optimised graph for '{src.name}' at level {level}")
     return Transformed(dst, f"ort-graph-optimization({level})", src.stat().st_size, dst.stat().st_size)
+
+
+def export_dims(specs: Sequence[InputSpec]) -> list[dict[int, Any] | None]:
+    """``torch.export`` dynamic shapes for ``specs``, one per input in order: the batch dim
+    ``Dim.DYNAMIC`` (export fails rather than fixing it), other symbolic dims ``Dim.AUTO``."""
+    import torch
+
+    return [{i: torch.export.Dim.DYNAMIC if d == BATCH else torch.export.Dim.AUTO
+             for i, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs]
 
 
 def save_torch(module: Any, specs: Sequence[InputSpec], dst: str | os.PathLike[str], *,
@@ -120,8 +126,7 @@ def save_torch(module: Any, specs: Sequence[InputSpec], dst: str | os.PathLike[s
         if t.is_floating_point() and float_dtype is not None:
             t = t.to(float_dtype)  # as the runner feeds it: float inputs in the model's dtype
         tensors[s.name] = t
-    shapes = {s.name: {i: torch.export.Dim.DYNAMIC if d == BATCH else torch.export.Dim.AUTO
-                       for i, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs}
+    shapes = dict(zip((s.name for s in specs), export_dims(specs)))
     by_name = _takes_by_name(module, [s.name for s in specs])
     args = () if by_name else tuple(tensors[s.name] for s in specs)
     kwargs = tensors if by_name else {}

@@ -203,7 +203,7 @@ def quantize_pt2e(module: Any, specs: Sequence[Any], dims: Mapping[str, int], ca
     except Exception as exc:
         raise BackendUnavailable(f"PT2E int8 quantization needs torch and torchao>=0.18 ({short_error(exc)}); "
                                  "pip install 'infermeter[optimize]'") from None
-    from ..inputs import BATCH
+    from .export import export_dims
 
     what = f"PT2E {kind} int8 quantization (X86InductorQuantizer)"
     names = [s.name for s in specs]
@@ -218,8 +218,7 @@ def quantize_pt2e(module: Any, specs: Sequence[Any], dims: Mapping[str, int], ca
     def tensors(start: int, stop: int) -> tuple[Any, ...]:
         return tuple(torch.from_numpy(np.ascontiguousarray(rows[k][start:stop])) for k in names)
 
-    shapes = tuple({i: torch.export.Dim.DYNAMIC if d == BATCH else torch.export.Dim.AUTO
-                    for i, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs)
+    shapes = tuple(export_dims(specs))
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")

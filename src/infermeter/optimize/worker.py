@@ -26,20 +26,7 @@ import numpy as np
 
 from ..sweep.worker import _jsonable, finish, start
 
-__all__ = ["main", "headline_figure"]
-
-
-def headline_figure(ev: Any) -> tuple[float | None, str, bool]:
-    """The figure an accuracy budget is judged on: the metric with labels, else fidelity
-    (top-1 agreement for class scores, mean cosine otherwise)."""
-    if ev.metric is not None:
-        return ev.value, ev.metric, bool(ev.higher_is_better)
-    f = ev.fidelity or {}
-    if "top1_agreement" in f:
-        return float(f["top1_agreement"]), "fidelity: top-1 agreement", True
-    if "cosine" in f:
-        return float(f["cosine"]), "fidelity: cosine", True
-    return None, "", True
+__all__ = ["main"]
 
 
 def _save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -108,7 +95,7 @@ def _run(payload: Mapping[str, Any], send: Any) -> dict[str, Any]:
     from ..inputs import parse_input
     from ..measure import bench
     from ..models import LoadOptions, load_model, require_inputs
-    from .evaluate import evaluate, model_outputs
+    from .evaluate import evaluate, headline_figure, model_outputs
     from .recipe import BuildContext, build
     from .schema import CandidatePlan, CandidateRecord
 
