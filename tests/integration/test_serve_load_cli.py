@@ -31,13 +31,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(tmp_path):
+def _serve(tmp_path, *options):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERMETER")}
     env["PYTHONPATH"] = str(TESTS) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-m", "infermeter", "serve", "zoo:mlp", "--port", str(port), "--max-batch", "8",
-                             "--max-wait-ms", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "infermeter", "serve", "zoo:mlp", "--port", str(port), *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -58,6 +57,16 @@ def server(tmp_path):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture()
+def server(tmp_path):
+    yield from _serve(tmp_path, "--max-batch", "8", "--max-wait-ms", "2")
+
+
+@pytest.fixture()
+def cached_server(tmp_path):
+    yield from _serve(tmp_path, "--cache", "100000")
 
 
 def test_open_and_closed_loop_against_the_served_model(tmp_path, server):
@@ -104,3 +113,23 @@ def test_plan_from_a_bench_invocation_over_batch_sizes(tmp_path):
     assert "replicas needed:" in p.stdout
     line = one_line_error(run(["plan", "--invocation", inv, "--rate", "100", "--max-batch", "64"], tmp_path), 2)
     assert "largest measured batch size 16" in line
+
+
+def test_rate_curve_with_repeated_requests_hits_the_servers_cache(tmp_path, cached_server):
+    p = run(["load", cached_server, "--model", "mlp", "--rates", "50,100", "--repeat", "0.5", "--duration", "1.5",
+             "--slo", "p99<500ms", "--json", "curve.json", "--no-save"], tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    results = json.loads((tmp_path / "curve.json").read_text())["results"]
+    assert [r["scenario_details"]["search"]["offered"] for r in results] == [50.0, 100.0]
+    assert all(r["scenario_details"]["search"]["phase"] == "curve" for r in results)
+    sent = sum(r["scenario_details"]["requests"] for r in results)
+    repeated = sum(r["scenario_details"]["repeat"]["realised"] * r["scenario_details"]["requests"] for r in results)
+    assert 0.35 < repeated / sent < 0.65
+    with urllib.request.urlopen(cached_server + "/v2/models/mlp/stats", timeout=5) as r:
+        cache = json.loads(r.read())["cache"]
+    # each run repeats within its own bodies (the same seed: the second run's fresh bodies are the first's
+    # again, so its "fresh" requests hit too); the two probes are the only other requests
+    assert cache["hits"] + cache["misses"] == sent + 2
+    assert cache["hits"] >= repeated - 2
+    p = run(["load", cached_server, "--model", "mlp", "--rates", "50,x"], tmp_path)
+    assert "--rates" in one_line_error(p, 2)

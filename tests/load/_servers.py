@@ -11,7 +11,9 @@ Each runs in its own process so that it does not share a GIL with the generator.
   ``/broken/v1/chat/completions`` (a stream that is not SSE).
 * ``stall``: ``/slow`` answers after 20 ms, but the whole server freezes (a blocking
   sleep) for the second half of every 2 s from its start.
-* ``capacity``: ``/work`` busy-computes 5 ms, one request at a time (~200 requests/s).
+* ``capacity``: ``/work`` busy-computes 5 ms, one request at a time (~200 requests/s);
+  ``/ramp`` answers after 30 ms per second since its burst began (a burst ends when no
+  request came for 0.1 s), concurrently: latency rises at a steady throughput.
 """
 
 from __future__ import annotations
@@ -147,8 +149,20 @@ def capacity() -> web.Application:
             x += math.sqrt(2.0)
         return web.json_response({"ok": True})
 
+    ramp = {"start": 0.0, "last": -1.0}
+
+    async def rising(request: web.Request) -> web.Response:
+        await request.read()
+        now = time.monotonic()
+        if now - ramp["last"] > 0.1:
+            ramp["start"] = now
+        ramp["last"] = now
+        await asyncio.sleep(0.03 * (now - ramp["start"]))
+        return web.json_response({"ok": True})
+
     app = web.Application()
     app.router.add_route("*", "/work", work)
+    app.router.add_route("*", "/ramp", rising)
     return app
 
 

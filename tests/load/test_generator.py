@@ -363,4 +363,74 @@ def test_public_names() -> None:
     import infermeter.load as load
 
     assert sorted(load.__all__) == sorted(
-        ["LoadConfig", "LoadOutcome", "run_load", "to_result", "find_max", "parse_slo", "max_passing_rate"])
+        ["LoadConfig", "LoadOutcome", "run_load", "to_result", "find_max", "rate_curve", "parse_slo",
+         "max_passing_rate"])
+
+
+# ---------------------------------------------------------------- 9. repeated bodies, stability, the curve
+
+
+def test_repeat_order_repeats_the_share_asked_and_only_earlier_bodies() -> None:
+    from infermeter.load.protocols import repeat_order
+
+    order = repeat_order(40_000, 0.5, seed=3)
+    seen_max = np.maximum.accumulate(order)
+    fresh = np.r_[True, order[1:] > seen_max[:-1]]
+    assert order[0] == 0
+    assert np.all(order[fresh] == np.arange(fresh.sum()))  # fresh bodies are new, in turn
+    assert np.all(order[~fresh] <= seen_max[np.flatnonzero(~fresh) - 1])  # a repeat was sent before
+    assert abs((~fresh).mean() - 0.5) < 0.01  # binomial sd 0.0025
+    assert np.array_equal(order, repeat_order(40_000, 0.5, seed=3))
+    assert np.array_equal(repeat_order(100, 0.0, seed=1), np.arange(100))
+
+
+def test_repeat_sends_repeated_bodies_and_reports_the_realised_share(server: str) -> None:
+    out = run_load(LoadConfig(server, protocol="oip", model="m", rate=400, arrival="constant", duration_s=1.0,
+                              repeat=0.5, dims={"d1": 8}, batch=2))
+    assert out.succeeded == out.requests == 400
+    t = out.target
+    assert t.order is not None and len(set(t.bodies)) == len(t.bodies) == int(t.order.max()) + 1  # all distinct
+    rep = to_result(out).scenario_details["repeat"]
+    assert rep["asked"] == 0.5 and rep["distinct_bodies"] == len(t.bodies) and rep["requests"] == 400
+    assert 0.4 < rep["realised"] < 0.6
+    with pytest.raises(UsageError, match="--repeat"):
+        LoadConfig(server + "/fast", rate=10, repeat=0.5)  # http-json: no generated bodies
+    with pytest.raises(UsageError, match="--repeat"):
+        LoadConfig(server, protocol="oip", model="m", rate=10, repeat=1.0)
+    with pytest.raises(UsageError, match="distinct bodies"):
+        run_load(LoadConfig(server, protocol="oip", model="m", concurrency=1, repeat=0.1, dims={"d1": 8}))
+
+
+def test_rising_latency_is_unstable_and_rerun(capacity_server: str) -> None:
+    from infermeter.load.search import rate_curve
+
+    # /ramp keeps up with the rate but its latency rises 30 ms per second: p99 and the achieved
+    # rate pass, only the stability rule fails the step; it is run once more, and fails again
+    steps = rate_curve(LoadConfig(capacity_server + "/ramp", rate=1, arrival="constant"), [100.0], slo="p99<300ms",
+                       step_duration_s=4.0, max_trials=2)
+    assert [s.search["trial"] for s in steps] == [1, 2] and [s.search["rerun"] for s in steps] == [True, False]
+    for s in steps:
+        st = s.search["stability"]
+        assert st["stable"] is False and not s.search["passed"], s.search
+        assert s.search["reasons"] == [st["why"]] and "queue was still growing" in st["why"]
+        assert st["p50"][-1] > 1.5 * st["p50"][0] and sum(st["requests"]) == s.search["requests"]
+    assert steps[-1].search["best_rate"] is None
+
+
+def test_a_steady_step_is_stable(capacity_server: str) -> None:
+    from infermeter.load.search import rate_curve
+
+    steps = rate_curve(LoadConfig(capacity_server + "/work", rate=1), [40.0], slo="p99<500ms", step_duration_s=1.5)
+    st = steps[0].search["stability"]
+    assert len(steps) == 1 and st["stable"] is True and steps[0].search["passed"] and steps[0].search["best_rate"] == 40.0
+    assert st["windows"] == 3 and all(p is not None for p in st["p50"])
+
+
+def test_stability_needs_records_and_judges_nothing_without() -> None:
+    from infermeter.load.search import stability
+
+    class Bare:
+        records = None
+        duration_s = 1.0
+
+    assert stability(Bare(), 0.05)["stable"] is None  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 Open loop (``--rate`` with an arrival process, or ``--trace``) or closed loop
 (``--concurrency``); ``--find-max --slo 'p99<50ms'`` searches the highest rate
-meeting the SLO. Every run is bounded by ``--duration`` and ``--max-requests``.
+meeting the SLO; ``--rates 100,200,400`` runs one step per rate (the
+latency-vs-offered-load curve). Every run is bounded by ``--duration`` and ``--max-requests``.
 Exit codes: 0 when the run finished (errors are counted, not fatal), 2 for a bad
 option or an unreachable URL, 130 on Ctrl-C.
 """
@@ -65,8 +66,11 @@ def load(
     batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="OIP: rows per request")] = 1,
     prompt: Annotated[str, typer.Option("--prompt", help="OpenAI: the prompt")] = "Hello",
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="OpenAI: tokens to generate")] = 16,
+    repeat: Annotated[float, typer.Option("--repeat", min=0.0, max=0.999999, help="OIP: share of requests repeating an earlier body (a cache's hit ratio)")] = 0.0,
     find_max: Annotated[bool, typer.Option("--find-max", help="search the highest open-loop rate meeting --slo")] = False,
+    rates: Annotated[Optional[str], typer.Option("--rates", help="latency-vs-load curve: one open-loop run per rate, e.g. 100,200,400")] = None,
     slo: Annotated[Optional[str], typer.Option("--slo", help="service-level objective, e.g. 'p99<50ms'")] = None,
+    max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="find-max/--rates: runs per rate while latency keeps rising")] = 2,
     seed: SeedOpt = 0,
     tag: TagOpt = None,
     json_path: JsonOpt = None,
@@ -86,6 +90,15 @@ def load(
     from ..report.load_table import render_load
     from ..result import results_to_json
 
+    rate_list: list[float] = []
+    if rates is not None:
+        try:
+            rate_list = [float(x) for x in rates.split(",") if x.strip()]
+        except ValueError:
+            raise UsageError(f"cannot read --rates '{rates}'; give requests/s separated by commas, e.g. 100,200,400") from None
+        if find_max or rate is not None or trace is not None or concurrency is not None:
+            raise UsageError("--rates runs its own open-loop steps; drop --rate, --trace, --concurrency and --find-max")
+        rate = rate_list[0] if rate_list else None
     modes = sum(x is not None for x in (rate, concurrency)) + (trace is not None)
     if modes > 1:
         raise UsageError("give one of --rate (open loop), --trace (open loop) or --concurrency (closed loop)")
@@ -106,7 +119,7 @@ def load(
         trace=str(trace) if trace else None, concurrency=concurrency, think_s=think_ms / 1e3, duration_s=duration,
         max_requests=max_requests, timeout_s=timeout, connect_timeout_s=connect_timeout, processes=processes, seed=seed,
         body=body, payload_files=list(payload or []), headers=headers, inputs=list(input or []), dims=parse_dims(dim),
-        batch=batch, prompt=prompt, max_tokens=max_tokens,
+        batch=batch, prompt=prompt, max_tokens=max_tokens, repeat=repeat,
     )
     import sys
 
@@ -117,7 +130,12 @@ def load(
             from ..load.search import find_max as search
 
             outcomes = search(cfg, slo, start_rate=rate or 10.0, step_duration_s=min(duration, 10.0),  # type: ignore[arg-type]
-                              progress=bars.update)
+                              max_trials=max_trials, progress=bars.update)
+        elif rate_list:
+            from ..load.search import rate_curve
+
+            outcomes = rate_curve(cfg, rate_list, slo=slo, step_duration_s=duration, max_trials=max_trials,
+                                  progress=bars.update)
         else:
             outcomes = [run_load(cfg, progress=bars.update)]
     results = [to_result(o) for o in outcomes]

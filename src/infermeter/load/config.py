@@ -15,6 +15,11 @@ Loop modes:
   one answered (plus ``think_s``). The server paces the load; what it reports is
   what a fixed pool of clients sees, not what an arrival rate would.
 
+``repeat`` (OIP only) makes that share of the requests send, byte for byte,
+the body of an earlier request chosen uniformly among those sent before; the
+rest send a body never sent before. A server's response cache large enough to
+hold every distinct body then sees ``repeat`` as its hit ratio.
+
 ``concurrency`` given alone (no ``rate``, no ``trace``) means a closed loop.
 """
 
@@ -94,6 +99,7 @@ class LoadConfig:
     prompt: str = "Hello"
     max_tokens: int = 16
     warmup_s: float = 0.0
+    repeat: float = 0.0  # share of requests that repeat an earlier request's body exactly (OIP): a cache's hit ratio
 
     def __post_init__(self) -> None:
         parts = urlsplit(str(self.url or ""))
@@ -143,6 +149,12 @@ class LoadConfig:
                              "use --body or --payload for http-json")
         if self.payload_files and self.protocol != "http-json":
             raise UsageError(f"--payload files are for --protocol http-json, not {self.protocol}")
+        r = self.repeat
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0.0 <= float(r) < 1.0):
+            raise UsageError(f"--repeat must be a share from 0 up to (not including) 1, e.g. 0.5, got {r!r}")
+        if r > 0 and not self.protocol.startswith("oip"):
+            raise UsageError(f"--repeat needs bodies infermeter generates (--protocol oip or oip-binary), not "
+                             f"{self.protocol}; with http-json, list repeated --payload files instead")
         if self.body is not None and self.protocol != "http-json":
             raise UsageError(f"--body is for --protocol http-json, not {self.protocol}")
 

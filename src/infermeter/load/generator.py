@@ -144,7 +144,7 @@ def _unreachable(cfg: LoadConfig, exc: BaseException) -> UsageError:
     return UsageError(f"cannot connect to {cfg.url}: {type(exc).__name__}: {exc}; check the URL and that the server is up")
 
 
-async def _prepare(cfg: LoadConfig) -> Target:
+async def _prepare(cfg: LoadConfig, n_requests: int | None = None) -> Target:
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s)
@@ -158,7 +158,7 @@ async def _prepare(cfg: LoadConfig) -> Target:
                     except ValueError:
                         return r.status, None
 
-            target = await prepare_target(cfg, get_json)
+            target = await prepare_target(cfg, get_json, n_requests)
             async with s.request(target.method, target.url, data=target.body(0), headers=target.headers) as r:
                 text = (await r.read())[:200].decode("utf-8", "replace")
                 if r.status in _PROBE_USAGE_STATUS:
@@ -317,7 +317,10 @@ def run_load(cfg: LoadConfig, progress: Progress | None = None) -> LoadOutcome:
         progress("prepare", {"url": cfg.url, "protocol": cfg.protocol})
     if cfg.trace:
         _schedule(cfg, [])  # a bad trace file is the user's to fix before any server is contacted
-    target = _off_loop(lambda: asyncio.run(_prepare(cfg)))
+    n_requests = None
+    if cfg.repeat > 0:  # the bodies --repeat needs depend on how many requests there will be
+        n_requests = len(_schedule(cfg, [])[0]) if cfg.mode == "open" else cfg.max_requests
+    target = _off_loop(lambda: asyncio.run(_prepare(cfg, n_requests)))
     parts, schedule, offered, why = _parts(cfg, target, notes)
     if len(parts) == 1:
         def report(d: dict[str, Any]) -> None:

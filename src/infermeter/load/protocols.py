@@ -73,9 +73,34 @@ class Target:
     model: str | None = None
     inputs: list[str] = field(default_factory=list)  # the input specs sent (OIP)
     notes: list[str] = field(default_factory=list)
+    order: np.ndarray | None = None  # request i sends bodies[order[i]] (--repeat); None: the bodies in turn
 
     def body(self, i: int) -> bytes | None:
+        if self.order is not None:
+            return self.bodies[int(self.order[i % len(self.order)])]
         return self.bodies[i % len(self.bodies)]
+
+
+REPEAT_MAX_BODIES = 100_000  # distinct bodies --repeat may need (each is kept in memory)
+
+
+def repeat_order(n: int, repeat: float, seed: int) -> np.ndarray:
+    """Which body each of ``n`` requests sends so that a share ``repeat`` of them repeats an earlier one.
+
+    Request ``i`` repeats with probability ``repeat`` (never the first); a repeat sends the body
+    of a uniformly chosen earlier *distinct* body, any other request the next body never sent
+    before. Seeded, so every run with the same seed sends the same sequence. Returns body
+    indices; their maximum + 1 is the number of distinct bodies needed.
+    """
+    rng = np.random.default_rng([int(seed), 0x2E9EA7])
+    again = rng.random(n) < repeat
+    if n:
+        again[0] = False
+    fresh_so_far = np.cumsum(~again)  # distinct bodies sent up to and including request i
+    order = fresh_so_far - 1
+    pick = np.floor(rng.random(n) * fresh_so_far).astype(np.int64)
+    order[again] = pick[again]
+    return order.astype(np.int64)
 
 
 # ---------------------------------------------------------------- URLs
@@ -190,9 +215,10 @@ def decode_oip_binary(body: bytes, header_len: int, key: str = "inputs") -> tupl
 GetJson = Callable[[str], Awaitable[tuple[int, Any]]]
 
 
-async def prepare_target(cfg: Any, get_json: GetJson) -> Target:
+async def prepare_target(cfg: Any, get_json: GetJson, n_requests: int | None = None) -> Target:
     """Build the request set for ``cfg`` (a LoadConfig). ``get_json(url)`` fetches a JSON
-    document (OIP metadata, the OpenAI model list) and returns (status, parsed or None)."""
+    document (OIP metadata, the OpenAI model list) and returns (status, parsed or None).
+    ``n_requests`` (warm-up included) sizes the distinct bodies ``cfg.repeat`` needs."""
     headers = {"Content-Type": "application/json"}
     if cfg.protocol in ("oip", "oip-binary"):
         base, model = _oip_base(cfg.url, cfg.model)
@@ -207,7 +233,20 @@ async def prepare_target(cfg: Any, get_json: GetJson) -> Target:
                                  "check --model, or describe the inputs with --input NAME:DTYPE[DIMS]")
             specs = specs_from_metadata(meta)
             notes.append("inputs from the model's metadata: " + ", ".join(s.text() for s in specs))
-        batches, more = make_batches(specs, cfg.batch, cfg.dims, seed=cfg.seed, pool=BODY_POOL)
+        order = None
+        pool = BODY_POOL
+        if cfg.repeat > 0:
+            if n_requests is None:
+                raise UsageError("--repeat needs the number of requests: give --rate/--trace, or --max-requests")
+            order = repeat_order(n_requests, cfg.repeat, cfg.seed)
+            pool = int(order.max()) + 1 if order.size else 1
+            if pool > REPEAT_MAX_BODIES:
+                raise UsageError(f"--repeat {cfg.repeat:g} over {n_requests:,} requests needs {pool:,} distinct bodies, more "
+                                 f"than {REPEAT_MAX_BODIES:,}; lower --rate, --duration or --max-requests, or raise --repeat")
+        batches, more = make_batches(specs, cfg.batch, cfg.dims, seed=cfg.seed, pool=pool)
+        if order is not None and len(batches) < pool:
+            raise UsageError(f"--repeat {cfg.repeat:g} needs {pool:,} distinct request bodies but only {len(batches):,} fit "
+                             "in memory; lower --rate, --duration or --max-requests, or raise --repeat")
         bodies: list[bytes | None] = []
         if cfg.protocol == "oip":
             bodies = [oip_json_body(b, specs) for b in batches]
@@ -219,7 +258,7 @@ async def prepare_target(cfg: Any, get_json: GetJson) -> Target:
                 raise UsageError("inputs of varying size cannot use --protocol oip-binary; use --protocol oip")
             headers = {"Content-Type": "application/octet-stream", HEADER_LEN: str(lengths.pop())}
         return Target(cfg.protocol, "POST", f"{base}/v2/models/{model}/infer", {**headers, **cfg.headers}, bodies,
-                      model=model, inputs=[s.text() for s in specs], notes=notes + more)
+                      model=model, inputs=[s.text() for s in specs], notes=notes + more, order=order)
     if cfg.protocol in ("openai-chat", "openai-completions"):
         chat = cfg.protocol == "openai-chat"
         url, models_url = _openai_url(cfg.url, chat)

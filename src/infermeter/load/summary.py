@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..result import Estimate, Headline, LatencyStats, ModelInfo, Phases, Result, Throughput, TimerInfo
+from ..env import capture_env
 from ..stats import brief_summary, describe_latency, percentile
 from ..store import new_id
 from .protocols import KINDS, OK
@@ -101,6 +102,8 @@ def _details(o: LoadOutcome) -> dict[str, Any]:
     }
     if o.target.inputs:
         d["inputs"] = o.target.inputs
+    if o.target.order is not None:
+        d["repeat"] = _repeat(o)
     if r is not None:
         ok = r["error_kind"] == OK
         service = _brief(r["done_s"][ok] - r["sent_s"][ok])
@@ -130,6 +133,22 @@ def _details(o: LoadOutcome) -> dict[str, Any]:
     if o.search is not None:
         d["search"] = o.search
     return d
+
+
+def _repeat(o: LoadOutcome) -> dict[str, Any]:
+    """What ``--repeat`` asked for and what the sent requests realised."""
+    order = np.asarray(o.target.order)
+    fresh = np.empty(order.size, dtype=bool)
+    if order.size:
+        fresh[0] = True
+        fresh[1:] = order[1:] > np.maximum.accumulate(order)[:-1]
+    out: dict[str, Any] = {"asked": o.config.repeat, "distinct_bodies": int(order.max()) + 1 if order.size else 0,
+                           "definition": "share of requests whose body, byte for byte, an earlier request sent"}
+    if o.records is not None and o.records["id"].size:
+        ids = o.records["id"]
+        out["realised"] = float(1.0 - fresh[ids[(ids >= 0) & (ids < order.size)]].mean())
+        out["requests"] = int(ids.size)
+    return out
 
 
 def _tokens(o: LoadOutcome) -> dict[str, Any]:
@@ -199,5 +218,5 @@ def to_result(outcome: LoadOutcome) -> Result:
         latency=latency, throughput=throughput if o.succeeded else None,
         timer=TimerInfo(clock="host", gc_disabled=False),
         stop_reason=o.stop_reason, warnings=list(o.warnings), headline=headline,
-        scenario_details=_details(o),
+        scenario_details=_details(o), env=capture_env(),  # the generator's machine, as every result records its own
     )
