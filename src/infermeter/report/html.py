@@ -24,6 +24,7 @@ from ..errors import UsageError
 from ..result import SCHEMA, Result
 from . import html_tables as T
 from .export import check_writable, write_text
+from .load_table import is_load, run_note_html
 from .plots import Chart, charts, check_png_dir, render_pngs, require_matplotlib, svg_of
 
 __all__ = ["render_html", "write_report", "render_pngs", "default_title"]
@@ -34,11 +35,14 @@ _SECTIONS = (
 )
 
 
-def _nav(optimize: bool) -> list[tuple[str, str]]:
-    """The page's sections; "Optimize" (after "Across runs") only when optimize runs are shown."""
+def _nav(optimize: bool, load: bool = False) -> list[tuple[str, str]]:
+    """The page's sections; "Optimize" and "Load" (after "Across runs") only when such runs are shown."""
     out = list(_SECTIONS)
+    at = out.index(("across", "Across runs")) + 1
+    if load:
+        out.insert(at, ("load", "Load"))
     if optimize:
-        out.insert(out.index(("across", "Across runs")) + 1, ("optimize", "Optimize"))
+        out.insert(at, ("optimize", "Optimize"))
     return out
 
 
@@ -86,6 +90,8 @@ def _run_section(r: Result, figures: list[str], profile: str = "") -> str:
     if r.latency is not None:
         bits.append(f"{r.latency.count:,} samples, stopped by {T.esc(r.stop_reason or '–')}")
     parts.append(f'<p class="muted">{"; ".join(bits)}</p>')
+    if is_load(r):
+        parts.append(run_note_html(r))
     if r.error:
         parts.append(f'<p><span class="badge bad">error</span> {T.esc(r.error)}</p>')
     if r.warnings:
@@ -132,6 +138,18 @@ def _optimize_section(shown: Sequence[tuple[Any, list[tuple[Chart, str]]]]) -> s
     return "\n".join(parts)
 
 
+def _load_section(results: Sequence[Result], figures: list[str]) -> str:
+    """The load runs' table, then the latency-throughput curve of each target run at several loads."""
+    from .load_table import html_section
+
+    parts = ['<section id="load"><h2>Load</h2>', html_section(results)]
+    parts += figures or ['<p class="muted">One load run per target: no latency-throughput curve (it needs two or '
+                         "more runs against the same endpoint, model and protocol, such as find-max steps or "
+                         "several --rate runs).</p>"]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 def render_html(results: Sequence[Result], title: str | None = None, *, generated: datetime | None = None) -> str:
     """The report page for ``results`` (in the order given), as one HTML string."""
     results = list(results)
@@ -147,10 +165,16 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
             profiles.setdefault(c.section, []).append((c, s))
     made = [(c, s) for c, s in made if not _is_profile_chart(c) and c.section != "optimize"]  # optimize: its own section
     across = [_figure(c, s) for c, s in made if c.section == "across"]
+    load_figs = [_figure(c, s) for c, s in made if c.section == "load"]  # the Load section's curves
     per_run: dict[str, list[str]] = {}
     for c, s in made:
-        if c.section != "across":
+        if c.section not in ("across", "load"):
             per_run.setdefault(c.section, []).append(_figure(c, s))
+    load = any(is_load(r) for r in results)
+    if not across:
+        across = (['<p class="muted">Load runs are compared in the Load section; no other runs to compare here.</p>']
+                  if load and sum(not is_load(r) for r in results) < 2
+                  else ['<p class="muted">A single run: nothing to compare across runs.</p>'])
     reports = _optimize_reports(results)
     pareto: list[tuple[Any, list[tuple[Chart, str]]]] = []
     if reports:
@@ -165,9 +189,10 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
         '<p class="muted">Click a column heading to sort. Milliseconds; [low, high] is the confidence interval.</p></section>',
         f'<section id="verdicts"><h2>Verdicts</h2>{T.verdict_table(results)}</section>',
         '<section id="across"><h2>Across runs</h2>',
-        *(across or ['<p class="muted">A single run: nothing to compare across runs.</p>']),
+        *across,
         "</section>",
         *([_optimize_section(pareto)] if pareto else []),
+        *([_load_section(results, load_figs)] if load else []),
         '<section id="runs"><h2>Per run</h2>',
         *[_run_section(r, per_run.get(r.id, []), _profile_html(r, profiles.get(r.id, [])) if r.op_profile is not None else "")
           for r in results],
@@ -192,7 +217,7 @@ def render_html(results: Sequence[Result], title: str | None = None, *, generate
         "version": T.esc(__version__),
         "generated": T.esc(generated.isoformat(timespec="seconds")),
         "schema": T.esc(SCHEMA),
-        "nav": "".join(f'<a href="#{key}">{T.esc(label)}</a>' for key, label in _nav(bool(pareto))),
+        "nav": "".join(f'<a href="#{key}">{T.esc(label)}</a>' for key, label in _nav(bool(pareto), load)),
         "body": "\n".join(body),
         "data": _json_for_html({
             "schema": SCHEMA, "generated": generated.isoformat(),

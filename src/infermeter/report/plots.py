@@ -125,11 +125,14 @@ def png_of(chart: Chart, dpi: int = 200) -> bytes:
 
 def charts(results: Sequence[Result]) -> list[Chart]:
     """Every chart the results support, in report order: across runs first, then per run."""
-    from . import plots_across, plots_predict, plots_profile, plots_run
+    from . import plots_across, plots_load, plots_predict, plots_profile, plots_run
+    from .load_table import is_load
 
-    out = plots_across.charts(results)
+    # Load runs are compared by their own latency-throughput curve (plots_load), not by the
+    # local-runner charts, whose server chart would read their achieved_rate as a QPS.
+    out = plots_across.charts([r for r in results if not is_load(r)]) + plots_load.curves(results)
     for r in results:
-        out += plots_run.charts(r) + plots_profile.charts(r) + plots_predict.charts(r)
+        out += plots_run.charts(r) + plots_load.run_charts(r) + plots_profile.charts(r) + plots_predict.charts(r)
     if any("optimize" in r.scenario_details for r in results):  # Pareto charts of optimize runs (for --png too)
         from ..optimize.summary import reports_of
         from . import plots_optimize
