@@ -186,7 +186,7 @@ def test_find_max_steps_are_marked_pass_and_fail_with_the_slo_and_best_rate(load
     assert "hollow" in curve.caption and "p99<=500ms" in curve.caption
     assert re.fullmatch(r"load-curve-[A-Za-z0-9_-]+", curve.slug)
     svg = svg_of(curve)
-    assert "SLO: p99 ≤ 500 ms" in svg and "best passing: offered 60/s" in svg and "failed find-max step" in svg
+    assert "SLO: p99 ≤ 500 ms" in svg and "best passing: offered 60/s" in svg and "failed step (SLO, rate, errors or stability)" in svg
     assert "<script>alert" not in svg and "open loop, find-max steps" in svg
     # a search where nothing passed says so
     for s in steps:

@@ -95,7 +95,8 @@ def _series(runs: list[Result]) -> list[tuple[str, list[Result]]]:
     if plain:
         out.append(("open loop", sorted(plain, key=lambda r: _num(r.scenario_details.get("offered_rate")) or 0.0)))
     for inv, steps in searches.items():
-        name = "open loop, find-max steps" + (f" ({inv})" if len(searches) > 1 else "")
+        kind = "--rates steps" if all((_search(r) or {}).get("phase") == "curve" for r in steps) else "find-max steps"
+        name = f"open loop, {kind}" + (f" ({inv})" if len(searches) > 1 else "")
         out.append((name, sorted(steps, key=lambda r: _num(r.scenario_details.get("offered_rate")) or 0.0)))
     if closed:
         closed.sort(key=lambda r: _num(r.scenario_details.get("concurrency")) or 0.0)
@@ -218,7 +219,7 @@ def _draw_curve(fig: Figure, series: list[tuple[str, list[Result]]], searches: l
         handles.append(Line2D([], [], color="#555555", marker="o", mfc="white", ls="", ms=5))
         handles[-1].set_markeredgecolor("#555555")
         handles.append(Line2D([], [], color=_FAIL, marker="x", ls="", ms=7, mew=1.6))
-        names += ["passing step: filled; failing step: hollow", "failed find-max step"]
+        names += ["passing step: filled; failing step: hollow", "failed step (SLO, rate, errors or stability)"]
 
     pos = [y for y in ys if y > 0]
     if pos and max(pos) / min(pos) > 20:
