@@ -9,6 +9,7 @@ Each runs in its own process so that it does not share a GIL with the generator.
   decoded request is at ``/_last``), ``/v2/models/bad/infer`` (not JSON),
   ``/v1/models`` and ``/v1/chat/completions`` (5 SSE chunks 10 ms apart),
   ``/broken/v1/chat/completions`` (a stream that is not SSE).
+  ``/drop`` closes every other connection without an answer.
 * ``stall``: ``/slow`` answers after 20 ms, but the whole server freezes (a blocking
   sleep) for the second half of every 2 s from its start.
 * ``capacity``: ``/work`` busy-computes 5 ms, one request at a time (~200 requests/s);
@@ -74,6 +75,15 @@ async def infer(request: web.Request) -> web.Response:
     return web.json_response({"model_name": "m", "outputs": [{"name": "y", "datatype": "FP32", "shape": [2, 1], "data": [0.5, 0.5]}]})
 
 
+async def drop(request: web.Request) -> web.Response:
+    await request.read()
+    STATE["drop"] = STATE.get("drop", 0) + 1
+    if STATE["drop"] % 2 == 0:
+        assert request.transport is not None
+        request.transport.close()  # no answer: the client sees the connection end
+    return web.json_response({"ok": True})
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     req = await request.json()
     assert req["stream"] is True and req["messages"][0]["role"] == "user"
@@ -120,6 +130,7 @@ def general() -> web.Application:
     app.router.add_post("/v2/models/m/infer", infer)
     app.router.add_post("/v2/models/bad/infer", bad)
     app.router.add_get("/_last", lambda r: web.json_response(STATE["last"]))
+    app.router.add_route("*", "/drop", drop)
     app.router.add_get("/v1/models", lambda r: web.json_response({"data": [{"id": "tiny-llm"}]}))
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/broken/v1/chat/completions", broken_stream)

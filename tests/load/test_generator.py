@@ -127,8 +127,10 @@ def test_open_loop_counts_stalls_closed_loop_hides_them(stall_server: str) -> No
 # ---------------------------------------------------------------- 3. errors
 
 
-def test_http_errors_counted_and_run_goes_on(server: str) -> None:
-    out = run_load(LoadConfig(server + "/flaky", rate=200, arrival="constant", duration_s=1.5))
+@pytest.mark.parametrize("client", ["lean", "aiohttp"])
+def test_http_errors_counted_and_run_goes_on(server: str, client: str) -> None:
+    out = run_load(LoadConfig(server + "/flaky", rate=200, arrival="constant", duration_s=1.5, client=client))
+    assert out.pacing["client"] == client
     assert out.requests == 300
     assert out.counts["http-5xx"] == pytest.approx(150, abs=3)
     assert out.succeeded + out.counts["http-5xx"] == 300
@@ -138,12 +140,46 @@ def test_http_errors_counted_and_run_goes_on(server: str) -> None:
     assert to_result(out).scenario_details["errors"]["http-5xx"] == out.counts["http-5xx"]
 
 
-def test_malformed_oip_answer(server: str) -> None:
+@pytest.mark.parametrize("client", ["lean", "aiohttp"])
+def test_malformed_oip_answer(server: str, client: str) -> None:
     out = run_load(LoadConfig(server, protocol="oip", model="bad", inputs=["x:float32[B,4]"], rate=50,
-                              arrival="constant", duration_s=0.5))
+                              arrival="constant", duration_s=0.5, client=client))
     assert out.requests == 25 and out.counts["malformed"] == 25 and out.succeeded == 0
     res = to_result(out)
     assert res.status == "failed" and res.latency is None and "malformed 25" in (res.error or "")
+
+
+def test_dropped_connections_are_other_errors_and_connections_reopen(server: str) -> None:
+    # the lean client only: aiohttp silently re-sends an idempotent request whose reused connection
+    # was closed, so a server dropping requests looks healthy through it
+    out = run_load(LoadConfig(server + "/drop", rate=100, arrival="constant", duration_s=1.0, client="lean"))
+    assert out.requests == 100 and out.succeeded == 50 and out.counts["other"] == 50  # every other request dropped
+    r = out.records
+    assert r is not None and np.isfinite(r["connect_s"]).sum() >= 40  # a dropped connection is not reused
+    assert any("failed for other reasons" in w for w in out.warnings)
+
+
+def test_lean_client_is_chosen_for_plain_http_only() -> None:
+    from infermeter.load.engine import choose_client
+    from infermeter.load.protocols import Target
+
+    def target(url: str, streaming: bool = False) -> Target:
+        return Target("http-json", "POST", url, {}, [b"{}"], streaming=streaming)
+
+    assert choose_client(target("http://127.0.0.1:1/x"), "auto") == "lean"
+    assert choose_client(target("http://127.0.0.1:1/x"), "aiohttp") == "aiohttp"
+    assert choose_client(target("https://127.0.0.1:1/x"), "lean") == "aiohttp"
+    assert choose_client(target("http://127.0.0.1:1/x", streaming=True), "auto") == "aiohttp"
+
+
+def test_build_request_bytes() -> None:
+    from infermeter.load.http1 import build_request
+
+    req = build_request("POST", "http://h:81/v2/models/m/infer?x=1", {"Content-Type": "application/json", "Host": "evil"},
+                        b'{"a":1}')
+    assert req == (b"POST /v2/models/m/infer?x=1 HTTP/1.1\r\nHost: h:81\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 7\r\n\r\n{\"a\":1}")
+    assert build_request("GET", "http://h", {}, None) == b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 
 
 def test_refused_port_fails_at_once(free_port: int) -> None:
@@ -158,9 +194,11 @@ def test_wrong_path_is_a_usage_error(server: str) -> None:
         run_load(LoadConfig(server + "/nothing-here", rate=10, duration_s=1))
 
 
-def test_timeouts_counted_not_hung(stall_server: str) -> None:
+@pytest.mark.parametrize("client", ["lean", "aiohttp"])
+def test_timeouts_counted_not_hung(stall_server: str, client: str) -> None:
     t = time.perf_counter()
-    out = run_load(LoadConfig(stall_server + "/slow", rate=50, arrival="constant", duration_s=2.0, timeout_s=0.3))
+    out = run_load(LoadConfig(stall_server + "/slow", rate=50, arrival="constant", duration_s=2.0, timeout_s=0.3,
+                              client=client))
     assert time.perf_counter() - t < 2.0 + 0.3 + 5
     assert out.requests == 100 and out.counts["timeout"] >= 10
     assert out.succeeded + out.counts["timeout"] == 100
@@ -353,7 +391,9 @@ def test_find_max_near_capacity(capacity_server: str) -> None:
     if steps[0].search["passed"]:  # it should: 50/s is a quarter of the capacity
         assert steps[1].search["offered"] == 100
     best = max_passing_rate(steps)
-    assert best is not None and 50 <= best <= 400  # capacity ~200/s (5 ms of work, one at a time); a busy 2-core CI machine can fail the 100/s step
+    # capacity ~200/s (5 ms of work, one at a time); a busy 2-core machine has failed the 100/s and
+    # even the 50/s step (then the search bisects below its start)
+    assert best is not None and 10 <= best <= 400
     assert steps[-1].search["best_rate"] == best
     assert any(not s.search["passed"] for s in steps)
     assert to_result(steps[-1]).scenario_details["search"]["step"] == len(steps) - 1

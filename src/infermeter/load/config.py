@@ -99,6 +99,7 @@ class LoadConfig:
     prompt: str = "Hello"
     max_tokens: int = 16
     warmup_s: float = 0.0
+    client: str = "auto"  # HTTP client: auto (the lean one for plain http:// where it applies) | lean | aiohttp
     repeat: float = 0.0  # share of requests that repeat an earlier request's body exactly (OIP): a cache's hit ratio
 
     def __post_init__(self) -> None:
@@ -149,6 +150,8 @@ class LoadConfig:
                              "use --body or --payload for http-json")
         if self.payload_files and self.protocol != "http-json":
             raise UsageError(f"--payload files are for --protocol http-json, not {self.protocol}")
+        if self.client not in ("auto", "lean", "aiohttp"):
+            raise UsageError(f"unknown --client '{self.client}'; use auto, lean or aiohttp")
         r = self.repeat
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0.0 <= float(r) < 1.0):
             raise UsageError(f"--repeat must be a share from 0 up to (not including) 1, e.g. 0.5, got {r!r}")

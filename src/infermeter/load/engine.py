@@ -8,13 +8,17 @@ its share of the closed-loop users. :func:`run_part` runs it on a fresh event
 loop (uvloop when installed) and returns plain data (numpy arrays, encoded
 HdrHistograms), so it can come back over a pipe from a spawned process.
 
+Requests go out on the lean HTTP/1.1 client (``http1``: pre-built requests,
+httptools parsing) where it applies (plain ``http://``, whole responses) and
+on aiohttp otherwise (https, streams); ``Part.client`` can force either.
+
 Per request (DESIGN "Samples"; times are ``perf_counter`` seconds):
 
 * ``intended_s``, ``sent_s``, ``done_s``: when it was meant to go, when the
   request was started, when it finished (answered or failed), from ``t0``.
   A closed loop has no schedule: intended == sent.
 * ``ttfb_s`` (response headers), ``connect_s`` (a new connection was opened
-  for it: DNS + TCP + TLS, from aiohttp's trace hooks), ``ttft_s`` (first
+  for it: DNS + TCP + TLS, from aiohttp's trace hooks or the lean client), ``ttft_s`` (first
   token, streams): durations from ``sent``. NaN where they did not happen.
 * ``status`` (HTTP, 0 without a response), ``error_kind`` (index into
   ``protocols.KINDS``), ``tokens`` and ``decode_s`` (first to last token).
@@ -42,7 +46,7 @@ import numpy as np
 from .pacing import Pacer
 from .protocols import KINDS, OK, OTHER, REFUSED, TIMEOUT, Target, classify, read_sse
 
-__all__ = ["Part", "run_part", "loop_factory", "hist_new", "hist_from", "HIST_MAX_US"]
+__all__ = ["Part", "run_part", "loop_factory", "hist_new", "hist_from", "HIST_MAX_US", "choose_client", "CLIENTS"]
 
 now = time.perf_counter
 HIST_MAX_US = 3_600_000_000  # one hour, in µs
@@ -77,6 +81,7 @@ class Part:
     connect_timeout_s: float = 3.0
     raw_limit: int = 2_000_000
     pacing: str = "auto"
+    client: str = "auto"  # "auto" | "lean" | "aiohttp": see choose_client
 
 
 def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
@@ -161,6 +166,11 @@ class _Engine:
         t = part.target
         self.method, self.url, self.headers = t.method, t.url, t.headers
         self.chat = t.protocol == "openai-chat"
+        self.protocol = t.protocol
+        self.client = choose_client(t, part.client)
+        self.one = self._one_lean if self.client == "lean" else self._one
+        self.lean: Any = None
+        self.requests: list[bytes] = []
 
     # ------------------------------------------------------------ one request
 
@@ -195,6 +205,38 @@ class _Engine:
                 kind = OTHER
                 if len(self.examples) < MAX_EXAMPLES:
                     self.examples.append(f"{type(exc).__name__}: {exc}"[:200])
+        self._record(gid, intended, sent, ttfb, conn.connect, status, kind, tokens)
+
+    async def _one_lean(self, gid: int, intended: float | None) -> None:
+        """One plain-HTTP request on the lean client (``http1``); recorded exactly as ``_one`` does."""
+        status, ttfb, kind, connect = 0, math.nan, OTHER, math.nan
+        self.sent += 1
+        sent = now()
+        try:
+            answer, connect = await self.lean.request(self.requests[self.p.target.body_index(gid)])
+            status = answer.status
+            ttfb = answer.first_byte - sent
+            kind = classify(self.protocol, status, answer.headers, answer.body)
+        except asyncio.CancelledError:
+            if not self.drain_expired:
+                self.abandoned += 1
+                raise
+            kind = TIMEOUT
+        except asyncio.TimeoutError:
+            kind = TIMEOUT
+        except ConnectionRefusedError:
+            kind = REFUSED
+        except Exception as exc:  # disconnects, malformed HTTP, OS errors
+            if getattr(exc, "errno", None) == errno.ECONNREFUSED:
+                kind = REFUSED
+            else:
+                kind = OTHER
+                if len(self.examples) < MAX_EXAMPLES:
+                    self.examples.append(f"{type(exc).__name__}: {exc}"[:200])
+        self._record(gid, intended, sent, ttfb, connect, status, kind, None)
+
+    def _record(self, gid: int, intended: float | None, sent: float, ttfb: float, connect: float, status: int,
+                kind: int, tokens: list[float] | None) -> None:
         done = now()
         t0 = self.t0
         c = self.cols
@@ -205,7 +247,7 @@ class _Engine:
         a["sent_s"][k] = sent - t0
         a["done_s"][k] = done - t0
         a["ttfb_s"][k] = ttfb
-        a["connect_s"][k] = conn.connect
+        a["connect_s"][k] = connect
         a["status"][k] = status
         a["error_kind"][k] = kind
         if tokens:
@@ -223,12 +265,12 @@ class _Engine:
     async def _open(self, pacer: Pacer) -> None:
         assert self.p.offsets is not None and self.p.ids is not None
         loop = asyncio.get_running_loop()
-        offs, ids, t0, tasks = self.p.offsets.tolist(), self.p.ids.tolist(), self.t0, self.tasks
+        offs, ids, t0, tasks, one = self.p.offsets.tolist(), self.p.ids.tolist(), self.t0, self.tasks, self.one
         for off, gid in zip(offs, ids):
             if self.stop:
                 break
             await pacer.until(t0 + off)
-            task = loop.create_task(self._one(gid, off))
+            task = loop.create_task(one(gid, off))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             # Let the request start now: going straight back to a timer wait delays the task's first
@@ -248,7 +290,7 @@ class _Engine:
                 if self.measured >= p.max_requests:
                     break
                 self.measured += 1
-            await self._one((k * p.users + u) * p.processes + p.index, None)
+            await self.one((k * p.users + u) * p.processes + p.index, None)
             k += 1
             if p.think_s > 0:
                 await asyncio.sleep(p.think_s)
@@ -299,6 +341,12 @@ class _Engine:
             timeout=aiohttp.ClientTimeout(total=p.timeout_s, sock_connect=p.connect_timeout_s),
             trace_configs=[trace],
         )
+        if self.client == "lean":
+            from .http1 import Http1Client, build_request
+
+            self.lean = Http1Client(self.url, p.connect_timeout_s, p.timeout_s)
+            t = p.target
+            self.requests = [build_request(self.method, self.url, self.headers, b) for b in t.bodies]
         pacer = Pacer(p.pacing)
         if self.control is not None:
             loop.add_reader(self.control.fileno(), self._on_control)
@@ -327,6 +375,8 @@ class _Engine:
             if self.control is not None:
                 loop.remove_reader(self.control.fileno())
             await self.session.close()
+            if self.lean is not None:
+                self.lean.close()
             pacer.close()
             if freeze:
                 gc.unfreeze()
@@ -386,7 +436,7 @@ class _Engine:
             "cpu": {"process": self.p.index, "cpu_s": cpu, "wall_s": wall, "spin_s": spin,
                     "cpu_share": cpu / wall if wall > 0 else 0.0,
                     "busy": (cpu - spin) / wall if wall > 0 else 0.0},
-            "pacing": pacer.describe(), "abandoned": self.abandoned, "interrupted": self.interrupted,
+            "pacing": {**pacer.describe(), "client": self.client}, "abandoned": self.abandoned, "interrupted": self.interrupted,
             "examples": self.examples,
         }
 
@@ -399,3 +449,19 @@ def run_part(part: Part, t0: float, report: Callable[[dict[str, Any]], None] | N
         out = runner.run(_Engine(part, t0, report, control).main())
     out["pacing"]["loop"] = name
     return out
+
+
+CLIENTS = ("auto", "lean", "aiohttp")
+
+
+def choose_client(target: Target, asked: str) -> str:
+    """``lean`` (``http1``: plain http://, whole responses) where it applies and is installed,
+    else ``aiohttp``; ``asked`` is ``auto``, or a client named by the user."""
+    from urllib.parse import urlsplit
+
+    fits = not target.streaming and urlsplit(target.url).scheme == "http"
+    if asked == "aiohttp" or not fits:
+        return "aiohttp"
+    from .http1 import available
+
+    return "lean" if available() else "aiohttp"

@@ -104,7 +104,8 @@ def _schedule(cfg: LoadConfig, notes: list[str]) -> tuple[np.ndarray, float | No
 def _parts(cfg: LoadConfig, target: Target, notes: list[str]) -> tuple[list[Part], np.ndarray | None, float | None, str]:
     def part(i: int, p: int, mode: str) -> Part:
         return Part(i, p, target, mode, think_s=cfg.think_s, duration_s=cfg.duration_s, warmup_s=cfg.warmup_s,
-                    timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s, raw_limit=RAW_LIMIT // p)
+                    timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s, raw_limit=RAW_LIMIT // p,
+                    client=cfg.client)
 
     p = cfg.processes
     if cfg.mode == "open":

@@ -75,10 +75,14 @@ class Target:
     notes: list[str] = field(default_factory=list)
     order: np.ndarray | None = None  # request i sends bodies[order[i]] (--repeat); None: the bodies in turn
 
-    def body(self, i: int) -> bytes | None:
+    def body_index(self, i: int) -> int:
+        """Which of ``bodies`` request ``i`` sends."""
         if self.order is not None:
-            return self.bodies[int(self.order[i % len(self.order)])]
-        return self.bodies[i % len(self.bodies)]
+            return int(self.order[i % len(self.order)])
+        return i % len(self.bodies)
+
+    def body(self, i: int) -> bytes | None:
+        return self.bodies[self.body_index(i)]
 
 
 REPEAT_MAX_BODIES = 100_000  # distinct bodies --repeat may need (each is kept in memory)
