@@ -65,6 +65,7 @@ def load(
     input: InputOpt = None,
     dim: DimOpt = None,
     batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="OIP: rows per request")] = 1,
+    output: Annotated[Optional[List[str]], typer.Option("--output", help="OIP: ask only for this output (repeatable; default: all)")] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="OpenAI: the prompt")] = "Hello",
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="OpenAI: tokens to generate")] = 16,
     repeat: Annotated[float, typer.Option("--repeat", min=0.0, max=0.999999, help="OIP: share of requests repeating an earlier body (a cache's hit ratio)")] = 0.0,
@@ -120,7 +121,7 @@ def load(
         trace=str(trace) if trace else None, concurrency=concurrency, think_s=think_ms / 1e3, duration_s=duration,
         max_requests=max_requests, timeout_s=timeout, connect_timeout_s=connect_timeout, processes=processes, seed=seed,
         body=body, payload_files=list(payload or []), headers=headers, inputs=list(input or []), dims=parse_dims(dim),
-        batch=batch, prompt=prompt, max_tokens=max_tokens, repeat=repeat, client=client,
+        batch=batch, prompt=prompt, max_tokens=max_tokens, repeat=repeat, client=client, outputs=list(output or []),
     )
     import sys
 

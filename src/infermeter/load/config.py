@@ -99,6 +99,7 @@ class LoadConfig:
     prompt: str = "Hello"
     max_tokens: int = 16
     warmup_s: float = 0.0
+    outputs: list[str] = field(default_factory=list)  # OIP: only these outputs in the answer (default: all)
     client: str = "auto"  # HTTP client: auto (the lean one for plain http:// where it applies) | lean | aiohttp
     repeat: float = 0.0  # share of requests that repeat an earlier request's body exactly (OIP): a cache's hit ratio
 
@@ -150,6 +151,8 @@ class LoadConfig:
                              "use --body or --payload for http-json")
         if self.payload_files and self.protocol != "http-json":
             raise UsageError(f"--payload files are for --protocol http-json, not {self.protocol}")
+        if self.outputs and not self.protocol.startswith("oip"):
+            raise UsageError(f"--output names OIP outputs, for --protocol oip or oip-binary, not {self.protocol}")
         if self.client not in ("auto", "lean", "aiohttp"):
             raise UsageError(f"unknown --client '{self.client}'; use auto, lean or aiohttp")
         r = self.repeat

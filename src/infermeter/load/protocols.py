@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -167,18 +167,31 @@ def _wire(arr: np.ndarray, datatype: str) -> bytes:
     return np.ascontiguousarray(arr, dtype=_NP[datatype]).tobytes()
 
 
-def oip_json_body(batch: Mapping[str, np.ndarray], specs: list[InputSpec]) -> bytes:
+def _outputs_asked(outputs: Sequence[str] | None, binary: bool) -> dict[str, Any]:
+    """The request's ``outputs`` (only these names; None: every output) and, for binary
+    requests, binary outputs too (the request-level ``binary_data_output``)."""
+    doc: dict[str, Any] = {}
+    if outputs:
+        doc["outputs"] = [{"name": n} for n in outputs]
+    if binary:
+        doc["parameters"] = {"binary_data_output": True}
+    return doc
+
+
+def oip_json_body(batch: Mapping[str, np.ndarray], specs: list[InputSpec], outputs: Sequence[str] | None = None) -> bytes:
     inputs = []
     for s in specs:
         a = batch[s.name]
         data = a.astype(np.float64).ravel().tolist() if a.dtype.kind == "f" else a.ravel().tolist()
         inputs.append({"name": s.name, "shape": list(a.shape), "datatype": _TO_OIP[s.dtype], "data": data})
-    return json.dumps({"inputs": inputs}, separators=(",", ":")).encode()
+    return json.dumps({"inputs": inputs, **_outputs_asked(outputs, False)}, separators=(",", ":")).encode()
 
 
-def oip_binary_body(batch: Mapping[str, np.ndarray], specs: list[InputSpec]) -> tuple[bytes, int]:
-    """(body, JSON header length) in the binary tensor extension's layout."""
-    header: dict[str, Any] = {"inputs": []}
+def oip_binary_body(batch: Mapping[str, np.ndarray], specs: list[InputSpec],
+                    outputs: Sequence[str] | None = None) -> tuple[bytes, int]:
+    """(body, JSON header length) in the binary tensor extension's layout; the answer's
+    tensors are asked for in binary too."""
+    header: dict[str, Any] = {"inputs": [], **_outputs_asked(outputs, True)}
     blobs = []
     for s in specs:
         dt = _TO_OIP[s.dtype]
@@ -253,9 +266,9 @@ async def prepare_target(cfg: Any, get_json: GetJson, n_requests: int | None = N
                              "in memory; lower --rate, --duration or --max-requests, or raise --repeat")
         bodies: list[bytes | None] = []
         if cfg.protocol == "oip":
-            bodies = [oip_json_body(b, specs) for b in batches]
+            bodies = [oip_json_body(b, specs, cfg.outputs) for b in batches]
         else:
-            encoded = [oip_binary_body(b, specs) for b in batches]
+            encoded = [oip_binary_body(b, specs, cfg.outputs) for b in batches]
             lengths = {n for _, n in encoded}
             bodies = [b for b, _ in encoded]
             if len(lengths) != 1:  # same specs, same shapes: the header cannot differ in length

@@ -14,6 +14,10 @@ rate. A step *passes* when
   means the queue is still growing: a longer step would have missed the SLO,
   so a short step that happens to pass does not count.
 
+Step ``k`` runs with ``seed + k``: its arrivals and request bodies are new,
+so a server cache that lives across the steps sees only the repeats a step
+asks for (``--repeat``), not the previous step's bodies again.
+
 A step that meets everything but stability is run again at the same rate, up
 to ``max_trials`` runs per rate (each trial is reported); it passes only when
 a trial is stable. Steps without per-request records (over ``RAW_LIMIT``
@@ -32,6 +36,7 @@ usual, since latency runs from the intended send times anyway.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -165,7 +170,8 @@ def _run_rate(cfg: LoadConfig, rate: float, step_duration_s: float, name: str, b
     for trial in range(1, max_trials + 1):
         if progress is not None:
             progress("step", {"step": len(steps), "rate": rate, "phase": phase, "trial": trial})
-        o = run_load(with_rate(cfg, rate, step_duration_s), progress=_tagged(progress, len(steps)))
+        step_cfg = replace(with_rate(cfg, rate, step_duration_s), seed=cfg.seed + len(steps))
+        o = run_load(step_cfg, progress=_tagged(progress, len(steps)))
         judged = _judge(o, name, p, bound)
         unstable_only = not judged["passed"] and judged["stability"]["stable"] is False and len(judged["reasons"]) == 1
         retry = unstable_only and trial < max_trials and room > 1
