@@ -32,10 +32,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ..errors import UsageError
 from ..inputs import parse_input
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .service import Service
 
 __all__ = ["ServeConfig", "build_app", "run_server"]
 
@@ -106,11 +109,13 @@ def derive_name(spec: str) -> str:
 # --------------------------------------------------------------------------- the ASGI app
 
 
-def build_app(cfg: ServeConfig) -> Any:
+def build_app(cfg: ServeConfig, service: Service | None = None) -> Any:
     """The starlette app. The model loads at startup (lifespan); a bad model fails it with one line.
 
     ``app.state.service`` is the :class:`~infermeter.serve.service.Service`:
-    call its ``load()`` first to load before a server binds a port.
+    call its ``load()`` first to load before a server binds a port. ``service``
+    replaces the default ``Service(cfg)`` (the Ray engine passes one whose
+    batches form in Ray Serve), so every engine answers with the same routes.
     """
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -120,7 +125,8 @@ def build_app(cfg: ServeConfig) -> Any:
     from .oip import HEADER_LENGTH, OipError, encode_response
     from .service import OFFLOAD_BYTES, Service
 
-    service = Service(cfg)
+    if service is None:
+        service = Service(cfg)
 
     def reply(status: int, doc: Any, headers: dict[str, str] | None = None) -> Response:
         body = json.dumps(doc, separators=(",", ":"), default=str).encode()
