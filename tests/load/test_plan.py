@@ -14,10 +14,13 @@ import pytest
 
 from infermeter.errors import UsageError
 from infermeter.load.plan import (
+    Calibration,
     PlanResult,
     ServiceModel,
     SimOutcome,
+    calibrate_overhead,
     latency_curve,
+    overhead_from_result,
     parse_slo,
     plan,
     service_from_results,
@@ -282,7 +285,7 @@ def test_errors_are_one_line_and_slos_parse():
 
 
 def test_stability_rule_sees_a_growing_queue():
-    from infermeter.load.plan import _stability
+    from infermeter.load.queueing import _stability
 
     flat = np.random.default_rng(0).exponential(2e-3, 10_000)
     assert _stability(flat, 0.8, 1e-3) == (True, "")
@@ -296,3 +299,105 @@ def test_stability_rule_sees_a_growing_queue():
 def test_plan_takes_a_percentile_as_a_number(exp_service):
     res = plan(exp_service, 300.0, (99, 0.05), n_requests=5_000)
     assert res.slo == ("p99", 0.05) and res.replicas_needed == 1 and "p99" in res.rows[0]
+
+
+# ---------------------------------------------------------------- overhead outside the queue
+
+
+def test_overhead_moves_every_latency_and_leaves_the_queue_alone(exp_service):
+    kw = dict(cache_hit_ratio=0.3, cache_hit_s=1e-4, n_requests=20_000, seed=8)
+    bare = simulate(exp_service, 600.0, **kw)
+    served = simulate(exp_service, 600.0, **kw, overhead_s=2e-3)
+    assert served.overhead_s == 2e-3
+    np.testing.assert_allclose(served.latencies, bare.latencies + 2e-3, rtol=0, atol=1e-12)  # hits too
+    np.testing.assert_array_equal(served.waits, bare.waits)
+    assert served.utilisation == bare.utilisation and served.stable == bare.stable
+    for bad in (-1e-3, float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="overhead"):
+            simulate(exp_service, 600.0, overhead_s=bad)
+
+
+def test_plan_counts_the_overhead_against_the_slo(exp_service):
+    kw = dict(n_requests=20_000, max_replicas=16)
+    base = plan(exp_service, 1500.0, ("p99", 6e-3), **kw)
+    slower = plan(exp_service, 1500.0, ("p99", 6e-3), **kw, overhead_s=1e-3)
+    assert base.replicas_needed is not None and slower.replicas_needed is not None
+    assert slower.replicas_needed > base.replicas_needed  # 1 ms less of the budget for queueing
+    assert any("outside the model's queue" in n for n in slower.notes)
+    assert not any("outside the model's queue" in n for n in base.notes)
+    never = plan(exp_service, 100.0, ("p99", 1e-3), overhead_s=2e-3, n_requests=5_000, max_replicas=4)
+    assert never.replicas_needed is None
+
+
+def test_calibration_recovers_a_known_overhead(linear_batch):
+    # a "served" run: the simulated server plus 1.5 ms per request, at a low rate
+    rate, kw = 50.0, dict(max_batch=8, max_wait_s=2e-3)
+    run = simulate(linear_batch, rate, **kw, overhead_s=1.5e-3, n_requests=5_000, seed=21)
+    cal = calibrate_overhead(linear_batch, run.latencies, rate, **kw, n_requests=20_000)
+    assert isinstance(cal, Calibration)
+    assert cal.overhead_s == pytest.approx(1.5e-3, rel=0.05)
+    assert cal.stat == "p50" and cal.requests == run.n and cal.rate == rate and not cal.notes
+    assert cal.measured_s - cal.simulated_s == pytest.approx(cal.overhead_s)
+    assert "1.5" in cal.describe() and "\n" not in cal.describe()
+    # planning with it predicts the served run
+    again = simulate(linear_batch, 400.0, **kw, overhead_s=cal.overhead_s, n_requests=20_000, seed=3)
+    truth = simulate(linear_batch, 400.0, **kw, overhead_s=1.5e-3, n_requests=20_000, seed=4)
+    assert again.p50 == pytest.approx(truth.p50, rel=0.05) and again.p99 == pytest.approx(truth.p99, rel=0.05)
+
+
+def test_calibration_says_when_it_cannot_be_trusted(exp_service):
+    fast = np.full(500, 1e-4)  # faster than the model's own service time
+    cal = calibrate_overhead(exp_service, fast, 50.0, n_requests=5_000)
+    assert cal.overhead_s == 0.0 and any("slower than the server" in n for n in cal.notes)
+    busy = simulate(exp_service, 600.0, overhead_s=1e-3, n_requests=5_000).latencies
+    cal = calibrate_overhead(exp_service, busy, 600.0, n_requests=5_000)
+    assert cal.offered_load == pytest.approx(0.6, rel=0.02) and any("lower rate" in n for n in cal.notes)
+    with pytest.raises(UsageError, match="at least 20"):
+        calibrate_overhead(exp_service, [1e-3] * 5, 50.0)
+    with pytest.raises(UsageError, match="statistic"):
+        calibrate_overhead(exp_service, [1e-3] * 50, 50.0, stat="max")
+
+
+def _load_run(samples: np.ndarray, rate: float, **kw) -> Result:
+    return Result(id="load1", invocation="load1", model=ModelInfo(spec="http://127.0.0.1:8000", backend="http"),
+                  batch_size=1, scenario="load-open", latency=describe_latency(samples),
+                  scenario_details={"offered_rate": rate, "scheduled_rate": rate * 1.01}, **kw)
+
+
+def test_overhead_from_a_stored_load_run(exp_service):
+    served = simulate(exp_service, 100.0, overhead_s=2e-3, n_requests=5_000, seed=9).latencies
+    cal = overhead_from_result(exp_service, _load_run(served, 100.0), n_requests=20_000)
+    assert cal.overhead_s == pytest.approx(2e-3, rel=0.15)
+    assert cal.rate == pytest.approx(101.0) and "load1" in cal.source  # the rate the schedule realised
+    bench_run = _result(_exp_samples(1)[:100], 1)
+    with pytest.raises(UsageError, match="open-loop load run"):
+        overhead_from_result(exp_service, bench_run)
+    failed = Result(id="load2", invocation="load2", model=ModelInfo(spec="http://x", backend="http"), batch_size=1,
+                    scenario="load-open", status="failed", error="no request succeeded")
+    with pytest.raises(UsageError, match="no latencies"):
+        overhead_from_result(exp_service, failed)
+
+
+def test_cli_plan_calibrates_from_a_stored_load_run(tmp_path, exp_service):
+    from typer.testing import CliRunner
+
+    from infermeter.cli import app
+    from infermeter.store import Store
+
+    db = tmp_path / "runs.db"
+    st = Store(db)
+    bench_id = st.save(_result(_exp_samples(12)[:2_000], 1))
+    served = simulate(exp_service, 100.0, overhead_s=3e-3, n_requests=3_000, seed=10).latencies
+    load_id = st.save(_load_run(served, 100.0))
+    runner = CliRunner()
+    base = ["plan", bench_id, "--rate", "1500", "--slo", "p99<8ms", "--requests", "5000", "--store", str(db)]
+    out = runner.invoke(app, [*base, "--calibrate", load_id], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "calibrated: overhead" in out.output and "replicas needed" in out.output
+    out = runner.invoke(app, [*base, "--overhead-ms", "3"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0 and "overhead 3 ms" in out.output, out.output
+    out = runner.invoke(app, [*base, "--overhead-ms", "3", "--calibrate", load_id], env={"COLUMNS": "250"})
+    assert out.exit_code == 2 and "not both" in out.output
+    out = runner.invoke(app, [*base, "--calibrate", bench_id], env={"COLUMNS": "250"})
+    assert out.exit_code == 2 and "open-loop load run" in out.output
+

@@ -4,6 +4,12 @@ The runs (an invocation of ``bench --batch 1,8,32``, a sweep, or run ids) give t
 service-time distribution at each batch size; a discrete-event simulation of a
 server with dynamic batching, a cache hit ratio and R replicas predicts the
 latency percentiles at the target rate and the replicas the SLO needs.
+
+A served request also spends time outside the model's queue (HTTP, parsing,
+the network): ``--overhead-ms`` adds it to every request, or ``--calibrate RUN``
+measures it from a stored low-rate load run against the server being planned
+(``infermeter load URL --rate R``, R well under capacity, the server batching
+as ``--max-batch``/``--max-wait-ms`` say, its cache off or never hit).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ def plan(
     requests: Annotated[int, typer.Option("--requests", min=1000, help="simulated requests per point")] = 50_000,
     extrapolate: Annotated[bool, typer.Option("--extrapolate", help="allow batches above the largest measured size")] = False,
     seed: Annotated[int, typer.Option("--seed", help="seed of the simulated arrivals and service draws")] = 0,
+    overhead_ms: Annotated[Optional[float], typer.Option("--overhead-ms", min=0.0, help="time each request spends outside the model's queue (HTTP, parsing, network)")] = None,
+    calibrate: Annotated[Optional[str], typer.Option("--calibrate", help="a stored low-rate load run (infermeter load --rate) to measure --overhead-ms from")] = None,
     store: StoreOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -38,14 +46,16 @@ def plan(
     from rich.console import Console
     from rich.table import Table
 
-    from ..compare.select import get_sweep_points, resolve_runs
+    from ..compare.select import get_run, get_sweep_points, resolve_runs
     from ..errors import UsageError
+    from ..load.plan import overhead_from_result, service_from_results
     from ..load.plan import plan as run_plan
-    from ..load.plan import service_from_results
     from ..load.search import parse_slo
 
     if not runs and invocation is None and sweep is None:
         raise UsageError("no runs given; name run ids, --invocation ID (bench --batch 1,8,32) or --sweep ID")
+    if overhead_ms is not None and calibrate is not None:
+        raise UsageError("give --overhead-ms or --calibrate RUN, not both")
     st = open_store(store)
     results = []
     if invocation is not None:
@@ -56,11 +66,18 @@ def plan(
         results += resolve_runs(st, runs)
     service = service_from_results(results)
     target = parse_slo(slo)
+    overhead_s, calibration = (overhead_ms or 0.0) / 1e3, None
+    if calibrate is not None:
+        calibration = overhead_from_result(service, get_run(st, calibrate), max_batch=max_batch,
+                                           max_wait_s=max_wait_ms / 1e3, extrapolate=extrapolate, seed=seed)
+        overhead_s = calibration.overhead_s
     out = run_plan(service, rate, target, max_batch=max_batch, max_wait_s=max_wait_ms / 1e3, cache_hit_ratio=cache_hit,
-                   max_replicas=max_replicas, n_requests=requests, seed=seed, extrapolate=extrapolate)
+                   max_replicas=max_replicas, n_requests=requests, seed=seed, extrapolate=extrapolate,
+                   overhead_s=overhead_s)
     console = Console(highlight=False)
     t = Table(title=f"plan: {rate:,.0f} req/s, SLO {slo}, max batch {max_batch}, max wait {max_wait_ms:g} ms, "
-                    f"cache hits {cache_hit:.0%} — simulated, {requests:,} requests per row",
+                    f"cache hits {cache_hit:.0%}" + (f", overhead {overhead_s * 1e3:.3g} ms" if overhead_s else "")
+                    + f" — simulated, {requests:,} requests per row",
               caption=f"service times from {service.source or 'the given runs'}; measured batch sizes "
                       f"{', '.join(str(b) for b in sorted(service.samples))}", caption_justify="left")
     for col in ("replicas", "p50", "p99", "utilisation", "stable", "meets SLO"):
@@ -69,6 +86,10 @@ def plan(
         t.add_row(str(row["replicas"]), f"{row['p50'] * 1e3:.3g} ms", f"{row['p99'] * 1e3:.3g} ms",
                   f"{row['utilisation']:.0%}", "yes" if row["stable"] else "NO", "yes" if row["meets"] else "no")
     console.print(t)
+    if calibration is not None:
+        console.print(f"calibrated: {calibration.describe()}")
+        for n in calibration.notes:
+            console.print(f"note: {n}")
     for n in out.notes:
         console.print(f"note: {n}")
     if out.replicas_needed is None:
