@@ -453,7 +453,7 @@ def test_rising_latency_is_unstable_and_rerun(capacity_server: str) -> None:
         st = s.search["stability"]
         assert st["stable"] is False and not s.search["passed"], s.search
         assert s.search["reasons"] == [st["why"]] and "queue was still growing" in st["why"]
-        assert st["p50"][-1] > 1.5 * st["p50"][0] and sum(st["requests"]) == s.search["requests"]
+        assert st["mean"][-1] > 1.5 * st["mean"][0] and sum(st["requests"]) == s.search["requests"]
     assert steps[-1].search["best_rate"] is None
 
 
@@ -463,7 +463,7 @@ def test_a_steady_step_is_stable(capacity_server: str) -> None:
     steps = rate_curve(LoadConfig(capacity_server + "/work", rate=1), [40.0], slo="p99<500ms", step_duration_s=1.5)
     st = steps[0].search["stability"]
     assert len(steps) == 1 and st["stable"] is True and steps[0].search["passed"] and steps[0].search["best_rate"] == 40.0
-    assert st["windows"] == 3 and all(p is not None for p in st["p50"])
+    assert st["windows"] == 3 and all(p is not None for p in st["mean"] + st["p50"] + st["p99"])
 
 
 def test_stability_needs_records_and_judges_nothing_without() -> None:
@@ -474,3 +474,23 @@ def test_stability_needs_records_and_judges_nothing_without() -> None:
         duration_s = 1.0
 
     assert stability(Bare(), 0.05)["stable"] is None  # type: ignore[arg-type]
+
+
+def test_a_steady_mix_of_hits_and_misses_is_stable() -> None:
+    from infermeter.load.search import stability
+
+    # 1 ms cache hits and 10 ms misses, the hit share drifting from 55% to 45% across the step:
+    # the median jumps from one mode to the other (1 ms -> 10 ms), the mean barely moves
+    rng = np.random.default_rng(0)
+    n = 3000
+    intended = np.sort(rng.uniform(0, 3.0, n))
+    hit = rng.random(n) < np.linspace(0.55, 0.45, n)
+    lat = np.where(hit, 0.001, 0.010) + rng.uniform(0, 1e-4, n)
+
+    class Run:
+        duration_s = 3.0
+        records = {"intended_s": intended, "done_s": intended + lat, "error_kind": np.zeros(n, dtype=np.int8)}
+
+    st = stability(Run(), 0.05)  # type: ignore[arg-type]
+    assert st["p50"][-1] > 5 * st["p50"][0]  # what a median rule would have called a growing queue
+    assert st["stable"] is True and st["mean"][-1] < 1.5 * st["mean"][0]
