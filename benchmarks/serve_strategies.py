@@ -20,7 +20,7 @@ Steps:
 2. **Max rate under the SLO**: ``load.search.find_max`` per strategy. The
    server is restarted before every step (from the search's ``step``
    progress event), so a step never finds the previous step's answers in the
-   cache: every step of the search sends the same seeded bodies.
+   cache (the search also gives each step its own seed, hence new bodies).
 3. **p99 at a common rate**: ``--common-fraction`` (default 0.7) of the lowest
    max rate of the three, so all three hold it; one run per strategy, p99 with
    its CI (nearest rank, ``stats``).
@@ -34,9 +34,9 @@ the zoo's input specs) that ask for the pooled output only (``output_1``,
 256 floats). Asked for every output, the server would encode the [1,128,256]
 sequence output as JSON: ~15 ms of its event loop per request (and ~6 ms of
 the generator's to parse), more than the model's own ~10 ms, so every
-strategy would measure JSON encoding instead of the model. The bodies go
-through the ``http-json`` protocol (``--payload`` files, listed in the order
-``--repeat`` would send them) so that the request can name its output.
+strategy would measure JSON encoding instead of the model. The load is what
+``infermeter load URL --model bert-mini --input ... --output output_1
+[--repeat 0.5]`` sends.
 
 Threads: the server runs the model with ``--threads 1`` (one intra-op
 thread, one worker), so on a 2-core machine the model has one core and the
@@ -177,46 +177,18 @@ def stats_summary(st: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the requests
 
 
-def write_bodies(folder: Path, n: int, seed: int, specs: tuple[str, ...] = SPECS, output: str | None = OUTPUT
-                 ) -> list[str]:
-    """``n`` distinct OIP JSON bodies (the zoo's input specs, seeded) as files; each asks for ``output`` only."""
-    from infermeter.inputs import make_batches, parse_input
-    from infermeter.load.protocols import oip_json_body
+def distinct_bodies(n: int, repeat: float, seed: int) -> int:
+    """How many distinct bodies ``n`` requests at ``repeat`` send (what ``infermeter load --repeat`` does)."""
+    from infermeter.load.protocols import repeat_order
 
-    parsed = [parse_input(s) for s in specs]
-    batches, _ = make_batches(parsed, 1, {}, seed=seed, pool=n, pool_bytes=1 << 40)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, batch in enumerate(batches):
-        doc = json.loads(oip_json_body(batch, parsed))
-        if output is not None:
-            doc["outputs"] = [{"name": output}]
-        p = folder / f"body{i:06d}.json"
-        p.write_text(json.dumps(doc, separators=(",", ":")))
-        paths.append(str(p))
-    return paths
+    return int(repeat_order(n, repeat, seed).max()) + 1
 
 
-def payload_list(folder: Path, n: int, repeat: float, seed: int, pool: int = 64) -> tuple[list[str], int]:
-    """(payload files in send order, distinct bodies): request i sends entry i, so a share ``repeat`` of
-    them resends an earlier body exactly, in the order ``infermeter load --repeat`` uses.
-    repeat = 0: ``pool`` bodies cycled (for servers without a cache)."""
-    if repeat <= 0:
-        return write_bodies(folder, pool, seed), pool
-    from infermeter.load.protocols import repeat_order  # what infermeter load --repeat sends
-
-    order = repeat_order(n, repeat, seed)
-    distinct = int(order.max()) + 1
-    paths = write_bodies(folder, distinct, seed)
-    return [paths[int(k)] for k in order], distinct
-
-
-def load_config(server: Server, payloads: list[str], rate: float, duration_s: float, warmup_s: float, seed: int
-                ) -> Any:
+def load_config(server: Server, repeat: float, rate: float, duration_s: float, warmup_s: float, seed: int) -> Any:
     from infermeter.load.config import LoadConfig
 
-    return LoadConfig(url=server.infer_url, protocol="http-json", payload_files=payloads, rate=rate,
-                      duration_s=duration_s, warmup_s=warmup_s, seed=seed, arrival="poisson")
+    return LoadConfig(url=server.base, protocol="oip", model=NAME, inputs=list(SPECS), outputs=[OUTPUT], repeat=repeat,
+                      rate=rate, duration_s=duration_s, warmup_s=warmup_s, seed=seed, arrival="poisson")
 
 
 def run_at(server: Server, cfg: Any, keep_latencies: bool = False) -> dict[str, Any]:
@@ -264,13 +236,13 @@ def server_for(strategy: str, args: argparse.Namespace, cache_entries: int) -> S
     return Server(threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, cache=cache_entries)
 
 
-def search(strategy: str, args: argparse.Namespace, slo: str, start_rate: float, payloads: dict[str, list[str]],
+def search(strategy: str, args: argparse.Namespace, slo: str, start_rate: float, repeats: dict[str, float],
            cache_entries: int, say: Callable[[str], None]) -> dict[str, Any]:
     from infermeter.load.search import find_max, max_passing_rate
 
     steps_stats: list[dict[str, Any]] = []
     with server_for(strategy, args, cache_entries) as server:
-        cfg = load_config(server, payloads[strategy], start_rate, args.step_duration, args.warmup, args.seed)
+        cfg = load_config(server, repeats[strategy], start_rate, args.step_duration, args.warmup, args.seed)
 
         def progress(phase: str, info: dict[str, Any]) -> None:
             if phase == "step":
@@ -322,18 +294,16 @@ def main() -> None:
         print(text, file=sys.stderr, flush=True)
 
     t_start = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        # one long send order serves every run: a run of n requests sends its first n entries
+    if True:  # one block: the runs below share these settings
+        # the cache holds every distinct body the longest run can send
         longest = max(args.step_duration, args.duration, args.probe_duration) + args.warmup
         n_max = int(math.ceil(args.max_rate * longest * 1.2)) + 100
-        plain, _ = payload_list(Path(tmp) / "plain", n_max, 0.0, args.seed)
-        cached, distinct = payload_list(Path(tmp) / "repeat", n_max, args.repeat, args.seed)
-        cache_entries = distinct + 64
-        payloads = {"no-batching": plain, "batching": plain, "batching+cache": cached}
+        cache_entries = distinct_bodies(n_max, args.repeat, args.seed) + 64
+        repeats = {"no-batching": 0.0, "batching": 0.0, "batching+cache": args.repeat}
 
         # 1. the SLO, from the unloaded no-batching p50
         with server_for("no-batching", args, 0) as server:
-            probe = run_at(server, load_config(server, plain, args.probe_rate, args.probe_duration, args.warmup,
+            probe = run_at(server, load_config(server, 0.0, args.probe_rate, args.probe_duration, args.warmup,
                                                args.seed))
         p50_low = probe["p50_s"]["value"]
         if args.slo:
@@ -348,7 +318,7 @@ def main() -> None:
         found: dict[str, dict[str, Any]] = {}
         for s in strategies:
             say(f"find_max {s} under {slo}")
-            found[s] = search(s, args, slo, args.start_rate, payloads, cache_entries, say)
+            found[s] = search(s, args, slo, args.start_rate, repeats, cache_entries, say)
             say(f"  {s}: max rate {found[s]['max_rate']}")
 
         # 3. p99 at one rate all of them hold
@@ -358,7 +328,7 @@ def main() -> None:
         for s in strategies:
             say(f"{s} at the common rate {common_rate:.4g}/s for {args.duration:g} s")
             with server_for(s, args, cache_entries) as server:
-                common[s] = run_at(server, load_config(server, payloads[s], common_rate, args.duration, args.warmup,
+                common[s] = run_at(server, load_config(server, repeats[s], common_rate, args.duration, args.warmup,
                                                        args.seed))
 
     table = []
