@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
-from serve_strategies import MODEL, Server, load_config, ms, payload_list, run_at  # noqa: E402
+from serve_strategies import MODEL, Server, load_config, ms, run_at  # noqa: E402
 
 GOAL = 0.15
 BATCHES = (1, 2, 4, 8, 16, 32)
@@ -92,7 +91,7 @@ def err(pred: float, meas: float | None) -> float | None:
     return None if not meas else pred / meas - 1
 
 
-def run_config(max_batch: int, max_wait_ms: float, service: Any, args: argparse.Namespace, payloads: list[str],
+def run_config(max_batch: int, max_wait_ms: float, service: Any, args: argparse.Namespace,
                say: Any) -> dict[str, Any]:
     from infermeter.load.plan import ServiceModel, calibrate_overhead, simulate
 
@@ -104,7 +103,7 @@ def run_config(max_batch: int, max_wait_ms: float, service: Any, args: argparse.
     with Server(threads=args.threads, max_batch=max_batch, max_wait_ms=max_wait_ms) as server:
         cal_rate = args.calibrate_load * capacity
         say(f"  calibration run at {cal_rate:.4g}/s for {args.calibrate_duration:g} s")
-        cal_run = run_at(server, load_config(server, payloads, cal_rate, args.calibrate_duration, args.warmup,
+        cal_run = run_at(server, load_config(server, 0.0, cal_rate, args.calibrate_duration, args.warmup,
                                              args.seed), keep_latencies=True)
         cal = calibrate_overhead(service, cal_run["latencies_s"], cal_run["scheduled_rate"] or cal_rate,
                                  **sim_kw, source="calibration run")
@@ -130,7 +129,7 @@ def run_config(max_batch: int, max_wait_ms: float, service: Any, args: argparse.
             raw = simulate(service, rate, **sim_kw)
             cal_sim = simulate(service, rate, **sim_kw, overhead_s=cal.overhead_s)
             say(f"  rho {rho:g}: {rate:.4g}/s for {args.duration:g} s")
-            m = run_at(server, load_config(server, payloads, rate, args.duration, args.warmup, args.seed))
+            m = run_at(server, load_config(server, 0.0, rate, args.duration, args.warmup, args.seed))
             mp50, mp99 = m["p50_s"]["value"], m["p99_s"]["value"]
             st = m["server"]
             model_compute = modelled_compute(service, st["batch_histogram"])
@@ -204,10 +203,8 @@ def main() -> None:
     t0 = time.monotonic()
     service, service_info = measure_service(args.model, max(b for b, _ in configs), args.threads, args.bench_time, say)
     out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        payloads, _ = payload_list(Path(tmp), 0, 0.0, args.seed)
-        for b, w in configs:
-            out.append(run_config(b, w, service, args, payloads, say))
+    for b, w in configs:
+        out.append(run_config(b, w, service, args, say))
 
     lines = [f"{'config':<14} {'rho':>4} {'rate':>8} {'measured p50 / p99 [95% CI]':>44} {'predicted p50 / p99':>20} "
              f"{'err p50':>8} {'err p99':>8} {'raw p50':>8} {'raw p99':>8}"]
