@@ -18,17 +18,22 @@ in ~1 ms but stalls for ``--stall`` seconds (1.0) every ``--period`` seconds
    latency is that plus the measured baseline (median of the requests no
    stall touched). With S = 1, T = 5: p99 = 0.95 s + baseline, p99.9 = 0.995 s,
    20% of requests delayed.
-3. **Closed loop** at ``--concurrency`` (4) users on the same server, as
+3. **Open loop with a connection cap** (``--connections``, 4, as wrk2 runs
+   with a fixed set of connections): during a stall the requests queue for a
+   free connection and leave only when it ends. Corrected latency counts that
+   wait; uncorrected (from the actual send) hides it, as a tool without the
+   correction would report.
+4. **Closed loop** at ``--concurrency`` (4) users on the same server, as
    Locust or ab measure: during a stall each user waits on one request and
    sends nothing, so only ~concurrency requests per stall see it, among
    thousands of fast ones: its p99 hides the stall. Expected share delayed:
    about 1 / ((T - S)/baseline + 1) per user.
 
-In an open loop infermeter sends on schedule whatever the server does (a new
+Without a cap, infermeter sends on schedule whatever the server does (a new
 connection for each request in flight), so the actual send is the intended
-one and the uncorrected figure shows the stall too; the two part only when
-the generator falls behind (the schedule lag). The closed loop is what an
-uncorrected measurement that *waits* for the server looks like.
+one and the uncorrected figure shows the stall too. With a cap (3.) the two
+part. The closed loop is what an uncorrected measurement that *waits* for
+the server looks like.
 
 Writes benchmarks/results/load_correctness.json.
 Run: python benchmarks/load_correctness.py [--rate 200] [--seconds 20] [--stall 1] [--period 5] [--quick]
@@ -76,13 +81,15 @@ def expected_wait(q: float, stall_s: float, period_s: float) -> float:
 def _latencies(o: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r = o.records
     ok = r["error_kind"] == OK
-    return (r["done_s"][ok] - r["intended_s"][ok], r["done_s"][ok] - r["sent_s"][ok], r["sent_s"] - r["intended_s"])
+    return (r["done_s"][ok] - r["intended_s"][ok], r["done_s"][ok] - r["sent_s"][ok],
+            r["sent_s"] - r["wait_s"] - r["intended_s"])
 
 
-def open_loop(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    log(f"open loop: {args.rate:g}/s constant for {args.seconds:g} s")
+def open_loop(url: str, args: argparse.Namespace, connections: int | None = None) -> dict[str, Any]:
+    log(f"open loop: {args.rate:g}/s constant for {args.seconds:g} s"
+        + (f", at most {connections} connections" if connections else ""))
     o = run_load(LoadConfig(url=url, protocol="http-json", rate=args.rate, arrival="constant",
-                            duration_s=args.seconds, warmup_s=1.0, timeout_s=10.0))
+                            duration_s=args.seconds, warmup_s=1.0, timeout_s=10.0, connections=connections))
     corrected, service, lag = _latencies(o)
     S, T = args.stall, args.period
     base = corrected[corrected < DELAYED_S]
@@ -100,7 +107,8 @@ def open_loop(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "p99_measured_over_expected": measured["p99_ms"] / expected["p99_ms"] if n else None,
         "delayed": {"threshold_ms": DELAYED_S * 1e3, "measured": delayed, "share": delayed / n if n else None,
                     "expected": round(n * max(0.0, S - DELAYED_S) / T), "expected_share": max(0.0, S - DELAYED_S) / T},
-        "stalls_in_run": args.seconds / T,
+        "stalls_in_run": args.seconds / T, "connections": connections,
+        "connection_wait": _pcts(o.records["wait_s"]) if connections else None,
         "warnings": [w[:200] for w in o.warnings],
     }
 
@@ -133,6 +141,7 @@ def main() -> None:
     ap.add_argument("--stall", type=float, default=1.0)
     ap.add_argument("--period", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--connections", type=int, default=4, help="the capped open-loop run's connections (as wrk2 -c)")
     ap.add_argument("--quick", action="store_true", help="10 s runs (two stalls)")
     args = ap.parse_args()
     if args.quick:
@@ -150,14 +159,18 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/"
         wait_http(url, proc, timeout_s=args.period + 5)
         op = open_loop(url, args)
+        capped = open_loop(url, args, args.connections)
         cl = closed_loop(url, args)
     finally:
         stop_group(proc)
 
     c, u, e = op["corrected"], op["uncorrected"], op["expected_corrected"]
-    log("                 p50      p90      p99    p99.9      max  (ms)")
-    for name, d in (("expected", e), ("corrected", c), ("uncorrected", u), ("closed loop", cl["latency"])):
-        log(f"  {name:<12}" + "".join(f"{d[k]:>9.1f}" for k in ("p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms")))
+    log("                           p50      p90      p99    p99.9      max  (ms)")
+    cc, cu = capped["corrected"], capped["uncorrected"]
+    rows = (("expected", e), ("corrected", c), ("uncorrected", u), (f"corrected, {args.connections} conn", cc),
+            (f"uncorrected, {args.connections} conn", cu), ("closed loop", cl["latency"]))
+    for name, d in rows:
+        log(f"  {name:<22}" + "".join(f"{d[k]:>9.1f}" for k in ("p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms")))
     log(f"  delayed > {DELAYED_S * 1e3:g} ms: open {op['delayed']['measured']} (expected {op['delayed']['expected']}), "
         f"closed {cl['delayed']['measured']} (expected ~{cl['delayed']['expected']})")
     p99_ok = abs(c["p99_ms"] - e["p99_ms"]) <= max(0.05 * e["p99_ms"], 20.0)
@@ -165,11 +178,13 @@ def main() -> None:
         "cores": os.cpu_count(), "quick": args.quick,
         "server": {"service_s": 0.001, "stall_s": args.stall, "period_s": args.period,
                    "kind": "requests arriving in a stall are held until it ends (aiohttp on uvloop, own process)"},
-        "open_loop": op, "closed_loop": cl,
+        "open_loop": op, "open_loop_capped_connections": capped, "closed_loop": cl,
         "verdict": {
             "corrected_p99_matches_expected (within 5% or 20 ms)": p99_ok,
             "corrected_p99_reflects_stall": c["p99_ms"] > 0.5 * args.stall * 1e3,
             "closed_loop_p99_hides_stall": cl["latency"]["p99_ms"] < DELAYED_S * 1e3,
+            "capped_corrected_p99_reflects_stall": cc["p99_ms"] > 0.5 * args.stall * 1e3,
+            "capped_uncorrected_p99_hides_stall": cu["p99_ms"] < DELAYED_S * 1e3,
             "closed_loop_p99_over_open_loop_p99": cl["latency"]["p99_ms"] / c["p99_ms"] if c["p99_ms"] else None,
         },
         "notes": [
@@ -178,6 +193,9 @@ def main() -> None:
             "open loop: infermeter sends on schedule whatever the server does, so uncorrected (from the actual send) "
             "matches corrected (from the intended send) up to the schedule lag; a closed loop is what a measurement "
             "that waits for the server reports",
+            "open loop with --connections N (as wrk2 with N connections): during a stall the requests queue for a "
+            "connection and leave late; corrected latency (from the intended send) counts that wait, uncorrected "
+            "(from the actual send) hides it: coordinated omission, and its correction, side by side",
         ],
     }
     write("load_correctness", payload)

@@ -58,6 +58,7 @@ def load(
     timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="seconds before a request counts as timed out")] = 30.0,
     connect_timeout: Annotated[float, typer.Option("--connect-timeout", min=0.001, help="seconds to connect")] = 3.0,
     processes: Annotated[int, typer.Option("--processes", "-P", min=1, help="generator processes, each with its own event loop")] = 1,
+    connections: Annotated[Optional[int], typer.Option("--connections", min=1, help="cap on open connections (default: one per request in flight)")] = None,
     client: Annotated[str, typer.Option("--client", help="HTTP client: auto (lean for plain http://, aiohttp for https and streams) | lean | aiohttp")] = "auto",
     body: Annotated[Optional[str], typer.Option("--body", help="http-json: request template (JSON, or @FILE); {{payload}} is replaced")] = None,
     payload: Annotated[Optional[List[str]], typer.Option("--payload", help="http-json: payload file(s), cycled (repeatable)")] = None,
@@ -121,7 +122,7 @@ def load(
         trace=str(trace) if trace else None, concurrency=concurrency, think_s=think_ms / 1e3, duration_s=duration,
         max_requests=max_requests, timeout_s=timeout, connect_timeout_s=connect_timeout, processes=processes, seed=seed,
         body=body, payload_files=list(payload or []), headers=headers, inputs=list(input or []), dims=parse_dims(dim),
-        batch=batch, prompt=prompt, max_tokens=max_tokens, repeat=repeat, client=client, outputs=list(output or []),
+        batch=batch, prompt=prompt, max_tokens=max_tokens, repeat=repeat, client=client, outputs=list(output or []), connections=connections,
     )
     import sys
 

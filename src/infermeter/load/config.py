@@ -15,6 +15,13 @@ Loop modes:
   one answered (plus ``think_s``). The server paces the load; what it reports is
   what a fixed pool of clients sees, not what an arrival rate would.
 
+``connections`` caps the open connections (HTTP/1.1 keep-alive, one request
+at a time each), split over the processes, as a browser or a client pool
+does: past the cap a request waits for a free connection before it leaves.
+Latency still runs from the intended send time, so that wait is counted
+(what wrk2 calls coordinated omission), while the service time from the
+actual send hides it. Without a cap, a request never waits for a connection.
+
 ``repeat`` (OIP only) makes that share of the requests send, byte for byte,
 the body of an earlier request chosen uniformly among those sent before; the
 rest send a body never sent before. A server's response cache large enough to
@@ -100,6 +107,7 @@ class LoadConfig:
     max_tokens: int = 16
     warmup_s: float = 0.0
     outputs: list[str] = field(default_factory=list)  # OIP: only these outputs in the answer (default: all)
+    connections: int | None = None  # cap on open connections (split over the processes); None: one per request in flight
     client: str = "auto"  # HTTP client: auto (the lean one for plain http:// where it applies) | lean | aiohttp
     repeat: float = 0.0  # share of requests that repeat an earlier request's body exactly (OIP): a cache's hit ratio
 
@@ -153,6 +161,9 @@ class LoadConfig:
             raise UsageError(f"--payload files are for --protocol http-json, not {self.protocol}")
         if self.outputs and not self.protocol.startswith("oip"):
             raise UsageError(f"--output names OIP outputs, for --protocol oip or oip-binary, not {self.protocol}")
+        c = self.connections
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < self.processes):
+            raise UsageError(f"--connections must be a whole number of at least --processes ({self.processes}), got {c!r}")
         if self.client not in ("auto", "lean", "aiohttp"):
             raise UsageError(f"unknown --client '{self.client}'; use auto, lean or aiohttp")
         r = self.repeat

@@ -15,8 +15,11 @@ on aiohttp otherwise (https, streams); ``Part.client`` can force either.
 Per request (DESIGN "Samples"; times are ``perf_counter`` seconds):
 
 * ``intended_s``, ``sent_s``, ``done_s``: when it was meant to go, when the
-  request was started, when it finished (answered or failed), from ``t0``.
-  A closed loop has no schedule: intended == sent.
+  request left (started, or got a connection when ``connections`` caps them),
+  when it finished (answered or failed), from ``t0``. A closed loop has no
+  schedule: intended == sent (but for a wait for a connection).
+* ``wait_s``: how long it waited for a free connection (0 without a cap). The
+  schedule lag, the generator's own lateness, is ``sent - wait - intended``.
 * ``ttfb_s`` (response headers), ``connect_s`` (a new connection was opened
   for it: DNS + TCP + TLS, from aiohttp's trace hooks or the lean client), ``ttft_s`` (first
   token, streams): durations from ``sent``. NaN where they did not happen.
@@ -58,7 +61,7 @@ _COLUMNS: dict[str, tuple[Any, Any]] = {
     "id": (np.int64, -1), "intended_s": (np.float64, math.nan), "sent_s": (np.float64, math.nan),
     "ttfb_s": (np.float64, math.nan), "done_s": (np.float64, math.nan), "connect_s": (np.float64, math.nan),
     "status": (np.int16, 0), "error_kind": (np.int8, OTHER), "ttft_s": (np.float64, math.nan),
-    "tokens": (np.int32, 0), "decode_s": (np.float64, math.nan),
+    "tokens": (np.int32, 0), "decode_s": (np.float64, math.nan), "wait_s": (np.float64, 0.0),
 }
 
 
@@ -82,6 +85,7 @@ class Part:
     raw_limit: int = 2_000_000
     pacing: str = "auto"
     client: str = "auto"  # "auto" | "lean" | "aiohttp": see choose_client
+    connections: int | None = None  # this process's cap on open connections (None: one per request in flight)
 
 
 def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
@@ -176,7 +180,7 @@ class _Engine:
 
     async def _one(self, gid: int, intended: float | None) -> None:
         t = self.p.target
-        conn = SimpleNamespace(connect=math.nan)
+        conn = SimpleNamespace(connect=math.nan, wait=0.0)
         tokens: list[float] = []
         status, ttfb, kind = 0, math.nan, OTHER
         self.sent += 1
@@ -205,15 +209,19 @@ class _Engine:
                 kind = OTHER
                 if len(self.examples) < MAX_EXAMPLES:
                     self.examples.append(f"{type(exc).__name__}: {exc}"[:200])
-        self._record(gid, intended, sent, ttfb, conn.connect, status, kind, tokens)
+        if conn.wait:  # it waited for a free connection (--connections): it left only then
+            sent += conn.wait
+            ttfb -= conn.wait
+        self._record(gid, intended, sent, ttfb, conn.connect, status, kind, tokens, conn.wait)
 
     async def _one_lean(self, gid: int, intended: float | None) -> None:
         """One plain-HTTP request on the lean client (``http1``); recorded exactly as ``_one`` does."""
-        status, ttfb, kind, connect = 0, math.nan, OTHER, math.nan
+        status, ttfb, kind, connect, waited = 0, math.nan, OTHER, math.nan, 0.0
         self.sent += 1
         sent = now()
         try:
-            answer, connect = await self.lean.request(self.requests[self.p.target.body_index(gid)])
+            answer, connect, waited = await self.lean.request(self.requests[self.p.target.body_index(gid)])
+            sent += waited  # it left when it had a connection (--connections)
             status = answer.status
             ttfb = answer.first_byte - sent
             kind = classify(self.protocol, status, answer.headers, answer.body)
@@ -233,10 +241,10 @@ class _Engine:
                 kind = OTHER
                 if len(self.examples) < MAX_EXAMPLES:
                     self.examples.append(f"{type(exc).__name__}: {exc}"[:200])
-        self._record(gid, intended, sent, ttfb, connect, status, kind, None)
+        self._record(gid, intended, sent, ttfb, connect, status, kind, None, waited)
 
     def _record(self, gid: int, intended: float | None, sent: float, ttfb: float, connect: float, status: int,
-                kind: int, tokens: list[float] | None) -> None:
+                kind: int, tokens: list[float] | None, wait: float) -> None:
         done = now()
         t0 = self.t0
         c = self.cols
@@ -250,6 +258,7 @@ class _Engine:
         a["connect_s"][k] = connect
         a["status"][k] = status
         a["error_kind"][k] = kind
+        a["wait_s"][k] = wait
         if tokens:
             a["tokens"][k] = len(tokens)
             a["ttft_s"][k] = tokens[0] - sent
@@ -333,18 +342,27 @@ class _Engine:
             if ctx.trace_request_ctx is not None:
                 ctx.trace_request_ctx.connect = now() - ctx.c0
 
+        async def q_start(session: Any, ctx: Any, params: Any) -> None:
+            ctx.q0 = now()
+
+        async def q_end(session: Any, ctx: Any, params: Any) -> None:
+            if ctx.trace_request_ctx is not None:
+                ctx.trace_request_ctx.wait = now() - ctx.q0
+
         trace.on_connection_create_start.append(c_start)
         trace.on_connection_create_end.append(c_end)
+        trace.on_connection_queued_start.append(q_start)
+        trace.on_connection_queued_end.append(q_end)
         p = self.p
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+            connector=aiohttp.TCPConnector(limit=p.connections or 0, ttl_dns_cache=None),
             timeout=aiohttp.ClientTimeout(total=p.timeout_s, sock_connect=p.connect_timeout_s),
             trace_configs=[trace],
         )
         if self.client == "lean":
             from .http1 import Http1Client, build_request
 
-            self.lean = Http1Client(self.url, p.connect_timeout_s, p.timeout_s)
+            self.lean = Http1Client(self.url, p.connect_timeout_s, p.timeout_s, p.connections)
             t = p.target
             self.requests = [build_request(self.method, self.url, self.headers, b) for b in t.bodies]
         pacer = Pacer(p.pacing)
@@ -413,7 +431,7 @@ class _Engine:
         hist = {
             "corrected": hist_from(done[ok] - cols["intended_s"][ok]).encode(),
             "service": hist_from(done[ok] - cols["sent_s"][ok]).encode(),
-            "lag": hist_from(cols["sent_s"] - cols["intended_s"]).encode(),
+            "lag": hist_from(cols["sent_s"] - cols["wait_s"] - cols["intended_s"]).encode(),
             "ttfb": hist_from(cols["ttfb_s"]).encode(),
         }
         per_second: dict[str, list[int]] = {"count": [], "errors": []}

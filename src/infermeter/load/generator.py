@@ -51,6 +51,7 @@ __all__ = ["run_load", "LoadOutcome", "to_result", "Progress"]
 Progress = Callable[[str, dict[str, Any]], None]
 T = TypeVar("T")
 
+PROBE_TIMEOUT_S = 10.0  # the probe request's total timeout at least (its connect: --connect-timeout)
 START_DELAY_S = 0.1  # t0 this long after the processes are ready: the first send does not race start-up
 READY_TIMEOUT_S = 120.0
 LAG_P99_WARN_S = 1e-3
@@ -101,11 +102,16 @@ def _schedule(cfg: LoadConfig, notes: list[str]) -> tuple[np.ndarray, float | No
     return t, offered, why
 
 
+def _share(total: int | None, i: int, p: int) -> int | None:
+    """Process ``i``'s part of a cap of ``total`` connections split over ``p`` processes."""
+    return None if total is None else max(1, total // p + (i < total % p))
+
+
 def _parts(cfg: LoadConfig, target: Target, notes: list[str]) -> tuple[list[Part], np.ndarray | None, float | None, str]:
     def part(i: int, p: int, mode: str) -> Part:
         return Part(i, p, target, mode, think_s=cfg.think_s, duration_s=cfg.duration_s, warmup_s=cfg.warmup_s,
                     timeout_s=cfg.timeout_s, connect_timeout_s=cfg.connect_timeout_s, raw_limit=RAW_LIMIT // p,
-                    client=cfg.client)
+                    client=cfg.client, connections=_share(cfg.connections, i, p))
 
     p = cfg.processes
     if cfg.mode == "open":
@@ -141,14 +147,17 @@ def _unreachable(cfg: LoadConfig, exc: BaseException) -> UsageError:
         return UsageError(f"cannot connect to {cfg.url}: cannot resolve host '{host}'; check the address")
     if isinstance(exc, asyncio.TimeoutError):
         return UsageError(f"cannot connect to {cfg.url}: no answer within {cfg.connect_timeout_s:g} s (connect) / "
-                          f"{cfg.timeout_s:g} s (request); check the address, port and firewall, or raise --timeout")
+                          f"{max(cfg.timeout_s, PROBE_TIMEOUT_S):g} s (first request); check the address, port and "
+                          "firewall, or raise --timeout")
     return UsageError(f"cannot connect to {cfg.url}: {type(exc).__name__}: {exc}; check the URL and that the server is up")
 
 
 async def _prepare(cfg: LoadConfig, n_requests: int | None = None) -> Target:
     import aiohttp
 
-    timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s)
+    # the connect bound says "unreachable"; the answer may take longer than a run's --timeout (a slow first
+    # request, a server mid-stall): the run counts timeouts, the probe only asks whether anyone answers
+    timeout = aiohttp.ClientTimeout(total=max(cfg.timeout_s, PROBE_TIMEOUT_S), sock_connect=cfg.connect_timeout_s)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as s:
             async def get_json(url: str) -> tuple[int, Any]:
@@ -347,7 +356,7 @@ def run_load(cfg: LoadConfig, progress: Progress | None = None) -> LoadOutcome:
 def _lag(out: LoadOutcome, p: float) -> float:
     if out.records is not None:
         r = out.records
-        return percentile(r["sent_s"] - r["intended_s"], p) if r["sent_s"].size else 0.0
+        return percentile(r["sent_s"] - r["wait_s"] - r["intended_s"], p) if r["sent_s"].size else 0.0
     h = out.lag_histogram
     return h.get_value_at_percentile(p) * 1e-6 if h.get_total_count() else 0.0
 

@@ -15,8 +15,10 @@ responses.
 Semantics kept from the aiohttp path (the engine records both the same way):
 
 * one connection per request in flight; an open loop against a slow server
-  opens as many as it needs (no pool limit), and a connection goes back to the
-  pool only when the server keeps it alive;
+  opens as many as it needs, unless ``connections`` caps them (then a request
+  waits for a free one, first come first served, and :meth:`request` says how
+  long it waited); a connection goes back to the pool only when the server
+  keeps it alive;
 * ``timeout_s`` bounds the whole request (connect included), ``connect_timeout_s``
   the TCP connect; a timed-out or cancelled request closes its connection, so a
   late answer can never be read as another request's;
@@ -27,6 +29,7 @@ Semantics kept from the aiohttp path (the engine records both the same way):
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 from typing import Any
@@ -38,11 +41,9 @@ now = time.perf_counter
 
 
 def available() -> bool:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("httptools") is not None
 
 
 class ServerClosed(ConnectionError):
@@ -138,7 +139,7 @@ class _Conn(asyncio.Protocol):
         keep = self.parser.should_keep_alive()
         self._reset()
         if keep and w is not None and not w.done():
-            self.client._idle.append(self)
+            self.client._release(self)
         else:
             self.close()
         if w is not None and not w.done():
@@ -165,40 +166,85 @@ class _Conn(asyncio.Protocol):
 class Http1Client:
     """Requests to one ``http://host:port`` over a pool of keep-alive connections."""
 
-    def __init__(self, url: str, connect_timeout_s: float, timeout_s: float) -> None:
+    def __init__(self, url: str, connect_timeout_s: float, timeout_s: float, connections: int | None = None) -> None:
         u = urlsplit(url)
         if u.scheme != "http" or not u.hostname:
             raise ValueError(f"the lean client speaks plain http://, not {url}")
         self.host, self.port = u.hostname, u.port or 80
         self.connect_timeout_s, self.timeout_s = connect_timeout_s, timeout_s
+        self.limit = connections
         self._idle: list[_Conn] = []
         self._all: set[_Conn] = set()
+        self._opening = 0  # connections being opened (they count against the limit)
+        self._queue: collections.deque[asyncio.Future[_Conn | None]] = collections.deque()
 
     def _forget(self, conn: _Conn) -> None:
-        self._all.discard(conn)
+        if conn in self._all:
+            self._all.discard(conn)
+            self._hand(None)  # a slot is free: the next waiter opens a connection
         try:
             self._idle.remove(conn)
         except ValueError:
             pass
 
-    async def request(self, data: bytes) -> tuple[Answer, float]:
-        """Send ``data`` (see :func:`build_request`); the answer and the connect time (NaN: reused)."""
+    def _hand(self, conn: _Conn | None) -> bool:
+        """Give ``conn`` (or, None, a free slot) to the longest-waiting request; False when none waits."""
+        while self._queue:
+            fut = self._queue.popleft()
+            if not fut.done():
+                fut.set_result(conn)
+                return True
+        return False
+
+    def _release(self, conn: _Conn) -> None:
+        if not self._hand(conn):
+            self._idle.append(conn)
+
+    async def _connect(self, deadline: float) -> _Conn:
+        loop = asyncio.get_running_loop()
+        self._opening += 1
+        try:
+            limit = max(0.0, min(self.connect_timeout_s, deadline - now()))
+            _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self), self.host, self.port), limit)
+        except BaseException:
+            self._hand(None)  # the slot this attempt held is free again
+            raise
+        finally:
+            self._opening -= 1
+        self._all.add(conn)
+        return conn
+
+    async def request(self, data: bytes) -> tuple[Answer, float, float]:
+        """Send ``data`` (see :func:`build_request`); the answer, the connect time (NaN: a connection
+        was reused) and the time spent waiting for a free connection (0 without ``connections``).
+        ``timeout_s`` counts from the call, the wait included."""
         loop = asyncio.get_running_loop()
         start = now()
-        connect = math.nan
+        deadline = start + self.timeout_s
+        waited = 0.0
+        conn: _Conn | None = None
         if self._idle:
             conn = self._idle.pop()
-        else:
-            limit = min(self.connect_timeout_s, self.timeout_s)
-            _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self), self.host, self.port), limit)
-            connect = now() - start
-            self._all.add(conn)
+        elif self.limit is not None and len(self._all) + self._opening >= self.limit:
+            slot: asyncio.Future[_Conn | None] = loop.create_future()
+            self._queue.append(slot)
+            try:
+                conn = await asyncio.wait_for(slot, max(0.0, deadline - now()))
+            except BaseException:
+                if slot.done() and not slot.cancelled() and slot.result() is not None:
+                    self._release(slot.result())  # handed over as we gave up: pass it on
+                raise
+            waited = now() - start
+        connect = math.nan
+        if conn is None:
+            c0 = now()
+            conn = await self._connect(deadline)
+            connect = now() - c0
         waiter: asyncio.Future[Answer] = loop.create_future()
-        left = self.timeout_s - (now() - start)
-        timer = loop.call_later(max(left, 0.0), _expire, conn, waiter)
+        timer = loop.call_later(max(deadline - now(), 0.0), _expire, conn, waiter)
         conn.send(data, waiter)
         try:
-            return await waiter, connect
+            return await waiter, connect, waited
         finally:
             timer.cancel()
             if not waiter.done() or waiter.cancelled():  # cancelled (drain, Ctrl-C): never reuse this connection

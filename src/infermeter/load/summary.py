@@ -95,7 +95,7 @@ def _details(o: LoadOutcome) -> dict[str, Any]:
         "errors": {k: o.counts[k] for k in KINDS if k != "ok"},
         "generator_cpu": o.generator_cpu, "pacing": o.pacing,
         "arrival": cfg.arrival if o.mode == "open" and cfg.trace is None else None,
-        "trace": cfg.trace, "concurrency": cfg.concurrency, "think_s": cfg.think_s,
+        "trace": cfg.trace, "concurrency": cfg.concurrency, "think_s": cfg.think_s, "connections": cfg.connections,
         "rates": "achieved: requests finished (any outcome) per second; goodput: successful requests per second; "
                  "both LoadGen's (completed - 1) / last completion, times from t0; scheduled: (sent - 1) / last "
                  "intended send, the rate the seeded schedule realised (offered is the rate asked for)",
@@ -107,7 +107,9 @@ def _details(o: LoadOutcome) -> dict[str, Any]:
     if r is not None:
         ok = r["error_kind"] == OK
         service = _brief(r["done_s"][ok] - r["sent_s"][ok])
-        d["schedule_lag"] = _brief(r["sent_s"] - r["intended_s"])
+        d["schedule_lag"] = _brief(r["sent_s"] - r["wait_s"] - r["intended_s"])
+        if cfg.connections is not None:
+            d["connection_wait"] = _pick(_brief(r["wait_s"]), ("count", "mean", "p50", "p99", "max"))
         d["ttfb"] = _brief(r["ttfb_s"])
         d["connect"] = _brief(r["connect_s"])
         d["new_connections"] = int(np.isfinite(r["connect_s"]).sum())
@@ -125,8 +127,9 @@ def _details(o: LoadOutcome) -> dict[str, Any]:
     if r is not None:
         keep = min(len(r["id"]), KEEP_RECORDS)
         d["records"] = {
-            "unit": "s from t0 (intended, sent, done); s from sent (ttfb)", "kept": keep, "of": len(r["id"]),
-            "kinds": list(KINDS), **{k: np.round(r[k][:keep], 9).tolist() for k in ("intended_s", "sent_s", "done_s")},
+            "unit": "s from t0 (intended, sent, done); s from sent (ttfb); s (wait for a connection)", "kept": keep,
+            "of": len(r["id"]), "kinds": list(KINDS),
+            **{k: np.round(r[k][:keep], 9).tolist() for k in ("intended_s", "sent_s", "done_s", "wait_s")},
             "ttfb_s": [None if not np.isfinite(x) else round(float(x), 9) for x in r["ttfb_s"][:keep]],
             "status": r["status"][:keep].tolist(), "error_kind": r["error_kind"][:keep].tolist(),
         }
