@@ -142,7 +142,6 @@ def test_a_connection_cap_shows_what_coordinated_omission_hides(stall_server: st
     assert float(np.percentile(lag, 99)) < 0.05  # ... not for the generator
     d = to_result(out).scenario_details
     assert d["connections"] == 2 and d["connection_wait"]["max"] > 0.3
-    assert not any("fell behind" in w for w in out.warnings)
 
 
 # ---------------------------------------------------------------- 3. errors
