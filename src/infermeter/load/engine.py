@@ -195,20 +195,9 @@ class _Engine:
                 else:
                     kind = classify(t.protocol, status, resp.headers, await resp.read())
         except asyncio.CancelledError:
-            if not self.drain_expired:
-                self.abandoned += 1
-                raise
-            kind = TIMEOUT
-        except asyncio.TimeoutError:
-            kind = TIMEOUT
+            kind = self._cancelled()
         except Exception as exc:  # aiohttp.ClientConnectorError, disconnects, payload errors …
-            os_err = getattr(exc, "os_error", None)
-            if isinstance(os_err, ConnectionRefusedError) or getattr(os_err, "errno", None) == errno.ECONNREFUSED:
-                kind = REFUSED
-            else:
-                kind = OTHER
-                if len(self.examples) < MAX_EXAMPLES:
-                    self.examples.append(f"{type(exc).__name__}: {exc}"[:200])
+            kind = self._failed(exc)
         if conn.wait:  # it waited for a free connection (--connections): it left only then
             sent += conn.wait
             ttfb -= conn.wait
@@ -226,22 +215,28 @@ class _Engine:
             ttfb = answer.first_byte - sent
             kind = classify(self.protocol, status, answer.headers, answer.body)
         except asyncio.CancelledError:
-            if not self.drain_expired:
-                self.abandoned += 1
-                raise
-            kind = TIMEOUT
-        except asyncio.TimeoutError:
-            kind = TIMEOUT
-        except ConnectionRefusedError:
-            kind = REFUSED
+            kind = self._cancelled()
         except Exception as exc:  # disconnects, malformed HTTP, OS errors
-            if getattr(exc, "errno", None) == errno.ECONNREFUSED:
-                kind = REFUSED
-            else:
-                kind = OTHER
-                if len(self.examples) < MAX_EXAMPLES:
-                    self.examples.append(f"{type(exc).__name__}: {exc}"[:200])
+            kind = self._failed(exc)
         self._record(gid, intended, sent, ttfb, connect, status, kind, None, waited)
+
+    def _cancelled(self) -> int:
+        """A request cancelled at the drain's end is a timeout; at an interrupt it is abandoned (re-raised)."""
+        if not self.drain_expired:
+            self.abandoned += 1
+            raise asyncio.CancelledError
+        return TIMEOUT
+
+    def _failed(self, exc: Exception) -> int:
+        """The kind of a request that raised (either client), keeping a few examples of the unexplained."""
+        if isinstance(exc, asyncio.TimeoutError):
+            return TIMEOUT
+        os_err = getattr(exc, "os_error", exc)  # aiohttp wraps the OSError; the lean client raises it
+        if isinstance(os_err, ConnectionRefusedError) or getattr(os_err, "errno", None) == errno.ECONNREFUSED:
+            return REFUSED
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{type(exc).__name__}: {exc}"[:200])
+        return OTHER
 
     def _record(self, gid: int, intended: float | None, sent: float, ttfb: float, connect: float, status: int,
                 kind: int, tokens: list[float] | None, wait: float) -> None:
