@@ -24,11 +24,11 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Batcher", "BatchResult", "QueueFull", "ShuttingDown", "concat_parts", "split_rows"]
+__all__ = ["Batcher", "BatchResult", "QueueFull", "ShuttingDown", "concat_parts", "split_rows", "call_model"]
 
 Arrays = Mapping[str, np.ndarray]
 #: Runs the model on the parts of a batch (concatenated by the worker); returns the outputs and the compute time (ns).
@@ -251,21 +251,31 @@ class Batcher:
                     item.future.set_exception(exc)
 
     async def _call(self, items: list[_Item]) -> None:
-        rows = [it.rows for it in items]
-        start = self._clock()
         try:
-            outputs, compute_ns = await self._execute([it.inputs for it in items])
-            try:
-                shares = split_rows(outputs, rows)
-            except Unsplittable:
-                self.solo = True
-                raise
-        except Exception:
-            if self._on_batch is not None:
-                self._on_batch(sum(rows), len(items), self._clock() - start, False)
+            results = await call_model(self._execute, items, self._clock, self._on_batch)
+        except Unsplittable:
+            self.solo = True
             raise
-        if self._on_batch is not None:
-            self._on_batch(sum(rows), len(items), compute_ns, True)
-        for item, share in zip(items, shares):
+        for item, result in zip(items, results):
             if not item.future.done():
-                item.future.set_result(BatchResult(share, start - item.arrived_ns, compute_ns, sum(rows), len(items)))
+                item.future.set_result(result)
+
+
+async def call_model(execute: Execute, items: Sequence[Any], clock: Callable[[], int],
+                     on_batch: OnBatch | None) -> list[BatchResult]:
+    """One model call on ``items`` (each with ``inputs``, ``rows``, ``arrived_ns``), for either batcher:
+    each item's share of the outputs, with its queue and compute time. The call is counted in
+    ``on_batch`` whether it succeeds or raises; :class:`Unsplittable` when the outputs cannot be
+    split by rows (the caller then stops batching)."""
+    rows = [it.rows for it in items]
+    start = clock()
+    try:
+        outputs, compute_ns = await execute([it.inputs for it in items])
+        shares = split_rows(outputs, rows)
+    except Exception:
+        if on_batch is not None:
+            on_batch(sum(rows), len(items), clock() - start, False)
+        raise
+    if on_batch is not None:
+        on_batch(sum(rows), len(items), compute_ns, True)
+    return [BatchResult(share, start - it.arrived_ns, compute_ns, sum(rows), len(items)) for it, share in zip(items, shares)]

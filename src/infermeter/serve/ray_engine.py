@@ -77,18 +77,17 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from ..errors import BackendUnavailable, ModelLoadError, UsageError
 from .app import ServeConfig, bind, build_app
-from .batcher import Arrays, BatchResult, OnBatch, ShuttingDown, Unsplittable, split_rows
+from .batcher import Arrays, BatchResult, Execute, OnBatch, ShuttingDown, Unsplittable, call_model
 from .service import Service
 
 __all__ = ["RayService", "RayServer", "check_ray_config", "deployment_options", "run_ray_server", "APP_NAME"]
 
 APP_NAME = "infermeter"
 INSTALL = "pip install 'infermeter[ray]'"
-Execute = Callable[[Sequence[Arrays]], Any]
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -221,23 +220,11 @@ class RayBatcher:
         return results
 
     async def _call(self, items: list[_Item]) -> list[BatchResult]:
-        rows = [it.rows for it in items]
-        start = self._clock()
         try:
-            outputs, compute_ns = await self._execute([it.inputs for it in items])
-            try:
-                shares = split_rows(outputs, rows)
-            except Unsplittable:
-                self.solo = True
-                raise
-        except Exception:
-            if self._on_batch is not None:
-                self._on_batch(sum(rows), len(items), self._clock() - start, False)
+            return await call_model(self._execute, items, self._clock, self._on_batch)
+        except Unsplittable:
+            self.solo = True
             raise
-        if self._on_batch is not None:
-            self._on_batch(sum(rows), len(items), compute_ns, True)
-        return [BatchResult(share, start - it.arrived_ns, compute_ns, sum(rows), len(items))
-                for it, share in zip(items, shares)]
 
 
 class RayService(Service):
