@@ -10,7 +10,6 @@ conversions (s to ms, a bucket's count to a rate) happen here.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +27,6 @@ __all__ = ["charts", "curves", "run_charts"]
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _FAIL = "#d62728"
 _RATE = "#9ecae1"
-_SLO = re.compile(r"^\s*(mean|p\d+(?:\.\d+)?)\s*<=?\s*(\d+(?:\.\d*)?(?:e[-+]?\d+)?)\s*(ms|us|µs|s)\s*$", re.I)
-_UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
 
 
 def charts(results: Sequence[Result]) -> list[Chart]:
@@ -53,9 +50,15 @@ def _search(r: Result) -> Mapping[str, Any] | None:
 
 
 def _slo_bound(text: Any) -> tuple[str, float] | None:
-    """``'p99<=50ms'`` (a search step's ``slo``) -> ``('p99', 0.05)``; None when unreadable."""
-    m = _SLO.match(str(text or ""))
-    return (m.group(1).lower(), float(m.group(2)) * _UNIT[m.group(3).lower()]) if m else None
+    """``'p99<=50ms'`` (a search step's ``slo``) -> ``('p99', 0.05)`` by the planner's parser (the
+    one SLO parser); None when there is none or it is unreadable."""
+    from ..errors import UsageError
+    from ..load.plan import parse_slo
+
+    try:
+        return parse_slo(str(text)) if text else None
+    except UsageError:
+        return None
 
 
 def _drawable(r: Result) -> bool:
