@@ -150,16 +150,6 @@ def _cpu_text(cpu: Any) -> tuple[str, float | None]:
     return f"{top:.0%} busy" + (f" (busiest of {len(cpu)} processes)" if len(cpu) > 1 else ""), top
 
 
-def _est_cell(e: Estimate | None) -> Any:
-    from .console import estimate
-    from .html_tables import Cell, esc
-
-    if e is None:
-        return Cell("–")
-    value, _, ci = estimate(e).partition(" [")
-    return Cell(f'{esc(value)}<br><small class="muted">[{esc(ci)}</small>', sort=e.value, num=True)
-
-
 def _ms_cell(s: Any) -> Any:
     from .console import ms
     from .html_tables import Cell, esc
@@ -219,6 +209,7 @@ def html_section(results: Sequence[Result]) -> str:
     """The load runs among ``results`` as one sortable table (one row per run; a find-max search
     gives one per step), with each search's verdict below it. Empty when there are none."""
     from .html_tables import Cell, esc, table
+    from .html_tables import _est as _est_html  # the value over its CI, as every HTML table shows it
 
     runs = [r for r in results if is_load(r)]
     if not runs:
@@ -249,8 +240,8 @@ def html_section(results: Sequence[Result]) -> str:
             _rate_cell(d.get("goodput")),
             Cell(f"{int(d.get('requests') or 0):,}", sort=int(d.get("requests") or 0), num=True),
             Cell(err_html, sort=n_err, num=True),
-            _est_cell(lat.p50 if lat else None),
-            _est_cell(lat.p99 if lat else None),
+            _est_html(lat.p50 if lat else None),
+            _est_html(lat.p99 if lat else None),
             _ms_cell(uncorrected.get("p99") if isinstance(uncorrected, Mapping) else None),
             _ms_cell(lag.get("p99") if isinstance(lag, Mapping) and d.get("mode") != "closed" else None),
             Cell(esc(cpu), sort=busy, num=busy is not None),
