@@ -37,9 +37,9 @@ import numpy as np
 
 from ..errors import UsageError
 from ..result import Result
-from ..stats import percentile
 from ..stats._base import _ms
-from .queueing import ServiceModel, SimOutcome, _check_sim_args, _check_stat, latency_curve, service_from_results, simulate
+from .queueing import (ServiceModel, SimOutcome, _check_sim_args, _check_stat, _stat, latency_curve, service_from_results,
+                       simulate)
 
 __all__ = [
     "ServiceModel",
@@ -259,7 +259,7 @@ def calibrate_overhead(
     name = "mean" if p is None else f"p{p:g}"
     o = simulate(service, rate, max_batch=max_batch, max_wait_s=max_wait_s, cache_hit_ratio=cache_hit_ratio,
                  cache_hit_s=cache_hit_s, n_requests=n_requests, seed=seed, extrapolate=extrapolate)
-    measured = float(np.mean(x)) if p is None else percentile(x, p)
+    measured = _stat(x, name)
     simulated = o.stat(name)
     notes: list[str] = []
     if o.offered_load > CALIBRATE_MAX_LOAD:
